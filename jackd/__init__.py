@@ -1,0 +1,1 @@
+"""Jack (jackd): the gRPC front door for background jobs."""

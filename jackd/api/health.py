@@ -1,0 +1,110 @@
+"""
+Standard gRPC health (``grpc.health.v1.Health``), run as a sibling service
+of the API: ``""`` and ``jack.BackgroundJobs`` report whether Jack can accept
+jobs (the queue backend), ``jack.AdminService`` reports the config storage.
+From the first moment of shutdown everything reports NOT_SERVING.
+"""
+
+import asyncio
+
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+JOBS_SERVICE = "jack.BackgroundJobs"
+ADMIN_SERVICE = "jack.AdminService"
+
+
+def _as_deferred(coroutine):
+    return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+class HealthService(Service):
+    """
+    @param backend: an ``IQueueBackend``, behind ``""`` and
+        ``jack.BackgroundJobs``.
+    @param store: an ``IConfigStore``, behind ``jack.AdminService``.
+    @param clock: an ``IReactorTime``.
+    @param interval: seconds between checks.
+    @param drain_delay: seconds to keep answering NOT_SERVING at shutdown
+        before the API stops taking calls, so load balancers notice.
+    """
+
+    _log = Logger()
+
+    def __init__(self, backend, store, clock, interval, drain_delay):
+        self._checks = {
+            "": backend.check,
+            JOBS_SERVICE: backend.check,
+            ADMIN_SERVICE: store.check,
+        }
+        self._clock = clock
+        self._interval = interval
+        self._drain_delay = drain_delay
+        self._servicer = None
+        self._loop = None
+        self._statuses = {}
+
+    def register(self, server):
+        """Add the health servicer to a grpc.aio server (at server start)."""
+        self._servicer = health.aio.HealthServicer()
+        for name in self._checks:
+            # Until the first check answers, nothing claims to be ready.
+            _as_deferred(self._servicer.set(name, NOT_SERVING))
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
+        return health.SERVICE_NAME
+
+    def startService(self):
+        super().startService()
+        self._loop = LoopingCall(self.check_now)
+        self._loop.clock = self._clock
+        self._loop.start(self._interval, now=True)
+
+    def check_now(self) -> Deferred:
+        """Run every check once and publish the statuses."""
+        names = list(self._checks)
+        d = gatherResults(
+            [self._checks[name]().addErrback(self._check_failed) for name in names]
+        )
+        d.addCallback(lambda results: self._publish(dict(zip(names, results))))
+        return d
+
+    def _check_failed(self, failure):
+        self._log.failure("A health check failed", failure)
+        return False
+
+    def _publish(self, results):
+        if not self.running or self._servicer is None:
+            return None
+        changes = []
+        for name, ok in results.items():
+            status = SERVING if ok else NOT_SERVING
+            if self._statuses.get(name) != status:
+                self._statuses[name] = status
+                self._log.info(
+                    "Health of {service!r} is now {status}",
+                    service=name,
+                    status=health_pb2.HealthCheckResponse.ServingStatus.Name(status),
+                )
+                changes.append(_as_deferred(self._servicer.set(name, status)))
+        return gatherResults(changes)
+
+    @inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        if self._servicer is not None:
+            yield _as_deferred(self._servicer.enter_graceful_shutdown())
+        self._log.info(
+            "Shutting down: health is NOT_SERVING; draining for {delay}s "
+            "before refusing new calls",
+            delay=self._drain_delay,
+        )
+        if self._drain_delay > 0:
+            yield deferLater(self._clock, self._drain_delay, lambda: None)

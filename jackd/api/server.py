@@ -1,0 +1,95 @@
+"""
+The gRPC server as a Twisted service: grpc.aio on the asyncio reactor,
+serving the servicers registered with it plus server reflection (both the
+``grpc.reflection.v1`` and ``grpc.reflection.v1alpha`` services).
+"""
+
+import asyncio
+
+import grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.logger import Logger
+
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def _add_reflection(server, service_names):
+    """
+    Serve reflection under both names.  grpcio-reflection ships only the
+    v1alpha service; v1 has the same messages, so the same servicer answers
+    it through a generic handler.
+    """
+    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
+    servicer = reflection.aio.ReflectionServicer(names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
+
+
+class GrpcServer(Service):
+    """
+    @param port: TCP port, on all interfaces.
+    @param registrars: callables taking the grpc.aio server, each adding
+        its servicer and returning the full service name it serves.
+    @param grace: seconds in-flight calls may take to finish at shutdown.
+    @param max_receive_bytes: the largest request message accepted.
+    """
+
+    _log = Logger()
+
+    def __init__(self, port, registrars, grace, max_receive_bytes):
+        self.port = port
+        self._registrars = registrars
+        self._grace = grace
+        self._max_receive_bytes = max_receive_bytes
+        self._server = None  # keep a reference: a collected server stops
+        self.started = None
+
+    def startService(self):
+        super().startService()
+        # Created here, not earlier: twistd forks (to daemonize) between
+        # makeService and startService, and gRPC must not start before it.
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self._max_receive_bytes),
+                # Two processes must not share a port by accident.
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        names = [register(server) for register in self._registrars]
+        _add_reflection(server, names)
+        address = f"[::]:{self.port}"
+        self.port = server.add_insecure_port(address)
+        self._server = server
+        self.started = Deferred.fromFuture(asyncio.ensure_future(server.start()))
+        self.started.addCallback(
+            lambda _: self._log.info(
+                "Jack serving gRPC on port {port}: {services}",
+                port=self.port,
+                services=", ".join(names),
+            )
+        )
+
+    @inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        if self._server is None:
+            return
+        self._log.info(
+            "Refusing new calls; waiting up to {grace}s for calls in flight",
+            grace=self._grace,
+        )
+        yield Deferred.fromFuture(asyncio.ensure_future(self._server.stop(self._grace)))
+        self._server = None
+        self._log.info("gRPC server stopped: calls in flight finished")

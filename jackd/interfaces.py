@@ -1,0 +1,156 @@
+"""
+The seams of Jack: configuration storage, queue backends, schedule stores.
+
+Every implementation provides one of these interfaces (checked with
+``verifyObject``) and passes the shared conformance mixin in
+``jackd.test``.  Methods return Deferreds; each docstring says what the
+Deferred fires with and which ``JackError`` it fails with.
+
+Records are the protobuf messages of the wire contract (``jack.Producer``,
+``jack.JobType``, ``jack.Job``): plain data, no gRPC involved.  A record a
+store hands out belongs to the store: callers read it and never mutate it.
+"""
+
+from zope.interface import Attribute, Interface
+
+
+class IConfigStore(Interface):
+    """
+    The registry of producers and job types.
+
+    Also an ``IService``: it is started before and stopped after the APIs.
+    """
+
+    description = Attribute("One line for the start-up log: kind and location.")
+
+    def create_producer(producer):
+        """
+        Register C{producer} (a ``jack.Producer`` with id, name and
+        created_at already set).
+
+        @return: Deferred firing with the stored producer, or failing with
+            ``AlreadyExists`` when its name is taken.
+        """
+
+    def get_producer(producer_id):
+        """
+        @return: Deferred firing with the ``jack.Producer``, or failing with
+            ``NotFound`` (field ``producer_id``).
+        """
+
+    def list_producers(page_size, after):
+        """
+        Producers ordered by name.
+
+        @param page_size: the most producers to return (at least 1).
+        @param after: a name: return only producers whose name sorts after
+            it; C{None} for the first page.
+        @return: Deferred firing with C{(producers, more)}, where C{more}
+            says whether producers follow the last one returned.
+        """
+
+    def create_job_type(job_type):
+        """
+        Register C{job_type} (a ``jack.JobType`` with every field set).
+
+        @return: Deferred firing with the stored job type, failing with
+            ``NotFound`` (field ``producer_id``) when its producer is not
+            registered or ``AlreadyExists`` when the producer already has a
+            job type of that name.
+        """
+
+    def get_job_type(producer_id, name):
+        """
+        Look up a job type: this is on the enqueue hot path, so an
+        implementation answers from memory whenever it can.
+
+        @return: Deferred firing with the ``jack.JobType``, or failing with
+            ``NotFound`` (field ``producer_id`` when the producer is unknown,
+            ``job_type`` when the producer has no such job type).
+        """
+
+    def list_job_types(producer_id, page_size, after):
+        """
+        One producer's job types ordered by name; paging as
+        L{list_producers}.
+
+        @return: Deferred firing with C{(job_types, more)}, or failing with
+            ``NotFound`` (field ``producer_id``).
+        """
+
+    def check():
+        """
+        @return: Deferred firing with C{True} when the store can serve
+            reads and writes, C{False} otherwise.
+        """
+
+
+class IQueueBackend(Interface):
+    """
+    Where accepted jobs go: a broker, or nowhere (noop).
+
+    Also an ``IService``: stopping it flushes every publish in flight.
+    """
+
+    description = Attribute("One line for the start-up log: kind and location.")
+
+    def publish(jobs):
+        """
+        Hand C{jobs} (a non-empty sequence of ``jack.Job``) to the broker.
+
+        @return: Deferred firing, once the broker has durably accepted or
+            refused each job, with a list holding for each job, in order,
+            C{None} (accepted) or the ``JackError`` that refused it.
+        """
+
+    def check():
+        """
+        @return: Deferred firing with C{True} when the backend can accept
+            jobs, C{False} otherwise.
+        """
+
+
+class IScheduleStore(Interface):
+    """
+    Holds jobs whose ``run_at`` is in the future until they are due.
+
+    The dispatcher (``jackd.scheduler.Scheduler``) reads due jobs, publishes
+    them and only then removes them, so a job is delivered at least once.
+    Times are integer nanoseconds since the Unix epoch.
+    """
+
+    durable = Attribute("True when held jobs survive a restart of Jack.")
+
+    description = Attribute("One line for the start-up log: kind and location.")
+
+    def add(jobs):
+        """
+        Hold C{jobs} (``jack.Job``s with ``run_at`` set).
+
+        @return: Deferred firing with C{None} once they are held.
+        """
+
+    def due(now, limit):
+        """
+        @return: Deferred firing with at most C{limit} held jobs whose
+            ``run_at`` is at or before C{now}, earliest first.  They stay
+            held until L{remove}d.
+        """
+
+    def remove(job_ids):
+        """
+        Stop holding the jobs with these ids (unknown ids are ignored).
+
+        @return: Deferred firing with C{None}.
+        """
+
+    def next_due():
+        """
+        @return: Deferred firing with the earliest ``run_at`` held, or
+            C{None} when nothing is held.
+        """
+
+    def count():
+        """
+        @return: Deferred firing with the number of jobs held.
+        """

@@ -1,0 +1,1 @@
+"""Configuration storage implementations (``IConfigStore``)."""

@@ -1,0 +1,258 @@
+"""
+``twistd jack``: its options and the service tree it runs.
+
+Every setting is a command-line option and an environment variable of the
+same name (``--grpc-port`` / ``GRPC_PORT``); the option beats the
+environment, which beats the default.
+"""
+
+import errno
+import socket
+import sys
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+from twisted.python import reflect, usage
+
+from jackd.units import parse_duration, parse_size
+
+
+class ConfigError(Exception):
+    """Jack cannot start with this configuration; the message says why."""
+
+
+def _port(text):
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r} is not a TCP port (0 to 65535)")
+    return port
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_size(text):
+    value = parse_size(text)
+    if value < 1:
+        raise ValueError(f"{text!r} must be at least 1 byte")
+    return value
+
+
+def _positive_duration(text):
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be longer than 0s")
+    return value
+
+
+def _one_of(*choices):
+    def convert(text):
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of: {', '.join(choices)}")
+        return text
+
+    return convert
+
+
+@dataclass(frozen=True)
+class Setting:
+    option: str
+    env: str
+    default: str
+    convert: Callable
+    help: str
+
+
+SETTINGS = (
+    Setting("grpc-port", "GRPC_PORT", "50051", _port,
+            "TCP port of the gRPC APIs, reflection and health, on all interfaces."),
+    Setting("gcs-bucket", "GCS_BUCKET", "", str,
+            "Google Cloud Storage bucket for producers and job types; "
+            "unset keeps them in memory."),
+    Setting("gcs-prefix", "GCS_PREFIX", "", str,
+            "Object name prefix inside GCS_BUCKET."),
+    Setting("queue-backend", "QUEUE_BACKEND", "noop", _one_of("noop", "pubsub"),
+            "Where accepted jobs go: noop (log them, deliver nothing) or pubsub."),
+    Setting("pubsub-project", "PUBSUB_PROJECT", "", str,
+            "Google Cloud project of the Pub/Sub topics."),
+    Setting("max-payload-bytes", "MAX_PAYLOAD_BYTES", "1MiB", _positive_size,
+            "Largest job payload (bytes, or with a unit: KiB, MiB, KB, MB)."),
+    Setting("max-bulk-jobs", "MAX_BULK_JOBS", "1000", _positive_int,
+            "Most jobs in one EnqueueBulk call."),
+    Setting("max-bulk-bytes", "MAX_BULK_BYTES", "10MiB", _positive_size,
+            "Largest EnqueueBulk request, as encoded on the wire."),
+    Setting("drain-delay", "DRAIN_DELAY", "0s", parse_duration,
+            "At shutdown, how long health answers NOT_SERVING before Jack "
+            "stops taking calls (durations: 500ms, 30s, 5m, 2h, 30d)."),
+    Setting("shutdown-grace", "SHUTDOWN_GRACE", "30s", parse_duration,
+            "At shutdown, how long calls in flight may take to finish."),
+    Setting("health-interval", "HEALTH_INTERVAL", "5s", _positive_duration,
+            "How often health re-checks the queue backend and config storage."),
+)
+
+
+class Options(usage.Options):
+    """
+    @param environ: the environment to read defaults from (C{os.environ}).
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Jack: the gRPC front door for background jobs.  Every option can also "
+        "be set with the environment variable named in its help; the option "
+        "wins over the variable."
+    )
+    optParameters = [
+        [s.option, None, None, f"{s.help} [env {s.env}; default: {s.default or 'unset'}]"]
+        for s in SETTINGS
+    ]
+
+    def __init__(self, environ=None):
+        super().__init__()
+        import os
+
+        self._environ = os.environ if environ is None else environ
+
+    def postOptions(self):
+        for setting in SETTINGS:
+            text, source = self[setting.option], f"--{setting.option}"
+            if text is None:
+                text, source = self._environ.get(setting.env, ""), setting.env
+                if not text:
+                    text, source = setting.default, f"default of {setting.env}"
+            try:
+                self[setting.option] = setting.convert(text)
+            except ValueError as error:
+                raise usage.UsageError(f"{source}: {error}") from None
+
+
+# Implementations by name, imported only when chosen (so QUEUE_BACKEND=noop
+# never imports a broker's client).  None: named, but not built yet.
+STORES = {"memory": "jackd.storage.memory.MemoryConfigStore", "gcs": None}
+BACKENDS = {"noop": "jackd.backends.noop.NoopBackend", "pubsub": None}
+
+
+def _load(table, name, setting):
+    path = table[name]
+    if path is None:
+        built = ", ".join(key for key, value in table.items() if value)
+        raise ConfigError(
+            f"{setting} asks for {name!r}, which this version of Jack does not "
+            f"have yet (available: {built})"
+        )
+    return reflect.namedAny(path)
+
+
+def install_reactor():
+    """
+    Install Twisted's asyncio reactor (grpc.aio runs on its loop) unless it
+    is installed already, and return it.
+
+    @raise ConfigError: another reactor is installed.
+    """
+    if "twisted.internet.reactor" not in sys.modules:
+        from twisted.internet import asyncioreactor
+
+        asyncioreactor.install()
+    from twisted.internet import reactor
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        raise ConfigError(
+            f"Jack runs on Twisted's asyncio reactor, but {type(reactor).__name__} "
+            "is installed: run twistd without -r (or with -r asyncio)"
+        )
+    return reactor
+
+
+def check_port_free(port: int) -> None:
+    """
+    @raise ConfigError: something already listens on C{port}.
+    """
+    if port == 0:
+        return
+    family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "")
+    try:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host = ""
+    with probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
+            raise ConfigError(f"cannot listen on port {port}: {reason}") from None
+
+
+def build_service(options, reactor):
+    """
+    The service tree for parsed C{options}.
+
+    @raise ConfigError: the configuration cannot work.
+    """
+    from jackd.admin import Admin
+    from jackd.api import admin as admin_api
+    from jackd.api import jobs as jobs_api
+    from jackd.api.health import HealthService
+    from jackd.api.server import GrpcServer
+    from jackd.enqueue import Enqueuer
+    from jackd.scheduler import Scheduler
+    from jackd.scheduler.memory import MemoryScheduleStore
+    from jackd.service import JackService
+    from jackd.validation import Limits
+
+    store_kind = "gcs" if options["gcs-bucket"] else "memory"
+    store = _load(STORES, store_kind, f"GCS_BUCKET={options['gcs-bucket']!r}" if options["gcs-bucket"] else "config storage")()
+    backend_name = options["queue-backend"]
+    backend = _load(BACKENDS, backend_name, f"QUEUE_BACKEND={backend_name}")()
+    check_port_free(options["grpc-port"])
+
+    limits = Limits(
+        max_payload_bytes=options["max-payload-bytes"],
+        max_bulk_jobs=options["max-bulk-jobs"],
+        max_bulk_bytes=options["max-bulk-bytes"],
+    )
+    scheduler = Scheduler(MemoryScheduleStore(), backend, reactor)
+    enqueuer = Enqueuer(store, backend, scheduler, limits, reactor)
+    health = HealthService(
+        backend, store, reactor, options["health-interval"], options["drain-delay"]
+    )
+    server = GrpcServer(
+        options["grpc-port"],
+        [
+            partial(jobs_api.register, enqueuer=enqueuer),
+            partial(admin_api.register, admin=Admin(store, reactor)),
+            health.register,
+        ],
+        grace=options["shutdown-grace"],
+        max_receive_bytes=limits.grpc_receive_bytes(),
+    )
+    root = JackService()
+    for name, child in [
+        ("storage", store),
+        ("backend", backend),
+        ("scheduler", scheduler),
+        ("grpc", server),
+        ("health", health),
+    ]:
+        child.setName(name)
+        child.setServiceParent(root)
+    return root
+
+
+def makeService(options, reactor=None):
+    """
+    twistd's entry point: install the asyncio reactor and build the tree.
+    A configuration that cannot work stops the start with one line.
+    """
+    try:
+        return build_service(options, reactor or install_reactor())
+    except ConfigError as error:
+        raise SystemExit(f"twistd jack: {error}") from None

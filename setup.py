@@ -1,0 +1,26 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="jackd",
+    version="0.1.0",
+    description="Jack: the gRPC front door for background jobs",
+    python_requires=">=3.11",
+    packages=find_packages(include=["jackd", "jackd.*", "jack"]) + ["twisted.plugins"],
+    install_requires=[
+        "twisted>=26.10",
+        "zope.interface>=7",
+        # The generated modules in jack/ check these runtime versions.
+        "grpcio>=1.85.1",
+        "grpcio-health-checking>=1.85.1",
+        "grpcio-reflection>=1.85.1",
+        "protobuf>=7.35.1,<8",
+    ],
+    extras_require={
+        # Pinned exactly: `make generate` must reproduce the committed code.
+        "dev": [
+            "grpcio-tools==1.85.1",
+            "buf-bin==1.75.0",
+        ],
+    },
+    entry_points={"console_scripts": ["jackctl = jackd.ctl:main"]},
+)
