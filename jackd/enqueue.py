@@ -4,7 +4,13 @@ id, and hand it to the queue backend, or to the scheduler when its ``run_at``
 is in the future.  Deferred-based; nothing here knows about gRPC.
 """
 
-from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    fail,
+    gatherResults,
+    maybeDeferred,
+)
 from twisted.python.failure import Failure
 
 from jack.job_pb2 import Job
@@ -86,7 +92,7 @@ class Enqueuer:
                 continue
             key = (item.producer_id, item.job_type)
             if key not in lookups:
-                lookups[key] = self._store.get_job_type(*key)
+                lookups[key] = maybeDeferred(self._store.get_job_type, *key)
             pending.append((index, item, key))
         keys = list(lookups)
         found = DeferredList([lookups[key] for key in keys], consumeErrors=True)

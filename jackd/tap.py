@@ -23,13 +23,14 @@ class ConfigError(Exception):
 
 
 def _port(text):
-    port = int(text)
-    if not 0 <= port <= 65535:
+    if not text.isdigit() or int(text) > 65535:
         raise ValueError(f"{text!r} is not a TCP port (0 to 65535)")
-    return port
+    return int(text)
 
 
 def _positive_int(text):
+    if not text.strip().isdigit():
+        raise ValueError(f"{text!r} is not a whole number")
     value = int(text)
     if value < 1:
         raise ValueError(f"{text!r} must be at least 1")
@@ -191,10 +192,12 @@ def check_port_free(port: int) -> None:
             raise ConfigError(f"cannot listen on port {port}: {reason}") from None
 
 
-def build_service(options, reactor):
+def build_service(options, reactor, store=None, backend=None):
     """
     The service tree for parsed C{options}.
 
+    @param store: an ``IConfigStore`` to use instead of the configured one.
+    @param backend: an ``IQueueBackend`` to use instead of the configured one.
     @raise ConfigError: the configuration cannot work.
     """
     from jackd.admin import Admin
@@ -208,10 +211,15 @@ def build_service(options, reactor):
     from jackd.service import JackService
     from jackd.validation import Limits
 
-    store_kind = "gcs" if options["gcs-bucket"] else "memory"
-    store = _load(STORES, store_kind, f"GCS_BUCKET={options['gcs-bucket']!r}" if options["gcs-bucket"] else "config storage")()
-    backend_name = options["queue-backend"]
-    backend = _load(BACKENDS, backend_name, f"QUEUE_BACKEND={backend_name}")()
+    if store is None:
+        bucket = options["gcs-bucket"]
+        if bucket:
+            store = _load(STORES, "gcs", f"GCS_BUCKET={bucket!r}")()
+        else:
+            store = _load(STORES, "memory", "config storage")()
+    if backend is None:
+        name = options["queue-backend"]
+        backend = _load(BACKENDS, name, f"QUEUE_BACKEND={name}")()
     check_port_free(options["grpc-port"])
 
     limits = Limits(

@@ -21,7 +21,7 @@ def _add_reflection(server, service_names):
     v1alpha service; v1 has the same messages, so the same servicer answers
     it through a generic handler.
     """
-    names = [*service_names, reflection.SERVICE_NAME, REFLECTION_V1]
+    names = [*service_names, REFLECTION_V1, reflection.SERVICE_NAME]
     servicer = reflection.aio.ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.method_handlers_generic_handler(
@@ -35,6 +35,7 @@ def _add_reflection(server, service_names):
         },
     )
     server.add_generic_rpc_handlers((v1,))
+    return names
 
 
 class GrpcServer(Service):
@@ -67,8 +68,7 @@ class GrpcServer(Service):
                 ("grpc.so_reuseport", 0),
             ]
         )
-        names = [register(server) for register in self._registrars]
-        _add_reflection(server, names)
+        names = _add_reflection(server, [register(server) for register in self._registrars])
         address = f"[::]:{self.port}"
         self.port = server.add_insecure_port(address)
         self._server = server

@@ -43,12 +43,13 @@ class NoopBackend(Service):
             }
             for job in jobs[:LOGGED_JOBS_PER_CALL]
         ]
+        unlisted = len(jobs) - len(shown)
         self._log.info(
-            "noop backend accepted {count} job(s), delivering none: "
-            "{jobs} ({unlisted} more not listed)",
+            "noop backend accepted {count} job(s), delivering none: {jobs}"
+            + (" and {unlisted} more" if unlisted else ""),
             count=len(jobs),
             jobs=shown,
-            unlisted=len(jobs) - len(shown),
+            unlisted=unlisted,
         )
         return succeed([None] * len(jobs))
 
