@@ -96,7 +96,11 @@ class Scheduler(Service):
             if self._timer_at <= at_ns:
                 return
             self._cancel_timer()
-        delay = max(0.0, at_ns / 1e9 - self._clock.seconds())
+        # The clock reads whole microseconds (now_ns): wake at the first one
+        # at or after at_ns, or a run_at between two of them would never be
+        # due when the timer fires.
+        at_us = -(-at_ns // 1000)
+        delay = max(0.0, at_us / 1e6 - self._clock.seconds())
         self._timer = self._clock.callLater(delay, self._dispatch)
         self._timer_at = at_ns
 

@@ -1,0 +1,395 @@
+"""
+Tests for L{jackd.scheduler.Scheduler}, the dispatcher of jobs whose
+C{run_at} is in the future, driven by a L{task.Clock} over the real memory
+schedule store and the recording backend.
+"""
+
+from twisted.internet import task
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial import unittest
+
+from jack.job_pb2 import Job, Queue
+from jackd.errors import Unavailable
+from jackd.scheduler import Scheduler
+from jackd.scheduler.memory import MemoryScheduleStore
+from jackd.testing.backends import RecordingBackend
+
+# The clock starts at this instant (2023-11-14T22:13:20Z), in whole seconds
+# so that the times below, whole or half seconds after it, are exact floats.
+START = 1_700_000_000
+MS = 1_000_000  # nanoseconds
+
+
+def ns_at(ms):
+    """C{ms} milliseconds after L{START}, in integer nanoseconds."""
+    return (START * 1000 + ms) * MS
+
+
+def make_job(job_id, run_at_ms):
+    """A job due C{run_at_ms} milliseconds after L{START}."""
+    job = Job(
+        job_id=job_id, producer_id="prod_test", job_type="send",
+        queue=Queue.QUEUE_MEDIUM, payload=job_id.encode(),
+    )
+    job.enqueued_at.FromNanoseconds(ns_at(0))
+    job.run_at.FromNanoseconds(ns_at(run_at_ms))
+    return job
+
+
+class SchedulerTests(unittest.SynchronousTestCase):
+    """
+    L{Scheduler} publishes held jobs no earlier than their C{run_at},
+    removes them only once the backend accepted them, and never drops one.
+    """
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(START)
+        self.store = MemoryScheduleStore()
+        self.backend = RecordingBackend()
+        self.scheduler = None
+
+    def start(self, batch_size=500):
+        self.scheduler = Scheduler(self.store, self.backend, self.clock, batch_size=batch_size)
+        self.scheduler.startService()
+        self.addCleanup(self.stop_if_running)
+        return self.scheduler
+
+    def stop_if_running(self):
+        if self.scheduler.running:
+            self.backend.gate = None
+            self.successResultOf(self.scheduler.stopService())
+
+    def advance_to(self, ms):
+        """Move the clock to C{ms} milliseconds after L{START}."""
+        self.clock.advance((START * 1000 + ms) / 1000 - self.clock.seconds())
+
+    def schedule(self, *jobs):
+        self.assertEqual(
+            self.successResultOf(self.scheduler.schedule(list(jobs))), [None] * len(jobs)
+        )
+
+    def published_ids(self):
+        return [job.job_id for job in self.backend.published]
+
+    def held(self):
+        return self.successResultOf(self.store.count())
+
+    def test_scheduleHolds(self):
+        """
+        C{schedule} fires with one C{None} per job once the store holds
+        them, and publishes nothing yet.
+        """
+        self.start()
+        self.schedule(make_job("a", 10_000), make_job("b", 20_000))
+        self.assertEqual(self.held(), 2)
+        self.assertEqual(self.backend.calls, [])
+
+    def test_notPublishedEarly(self):
+        """
+        A scheduled job is not published one millisecond before its
+        C{run_at}.
+        """
+        self.start()
+        self.schedule(make_job("a", 10_000))
+        self.advance_to(9_999)
+        self.assertEqual(self.backend.calls, [])
+        self.assertEqual(self.held(), 1)
+
+    def test_publishedAtRunAt(self):
+        """
+        A scheduled job is published at its C{run_at}, then no longer held.
+        """
+        self.start()
+        self.schedule(make_job("a", 10_000))
+        self.advance_to(9_999)
+        self.advance_to(10_000)
+        self.assertEqual(self.published_ids(), ["a"])
+        self.assertEqual(self.held(), 0)
+        self.assertIsNone(self.successResultOf(self.store.next_due()))
+
+    def test_severalTimesInOrder(self):
+        """
+        Jobs due at different times are each published at their own time,
+        in C{run_at} order, whatever order they were scheduled in.
+        """
+        self.start()
+        self.schedule(make_job("third", 4_000), make_job("first", 1_000))
+        self.schedule(make_job("second", 2_500))
+        seen = []
+        for ms in [500, 999, 1_000, 2_000, 2_499, 2_500, 3_999, 4_000, 9_000]:
+            self.advance_to(ms)
+            seen.append((ms, self.published_ids()))
+        self.assertEqual(
+            seen,
+            [
+                (500, []), (999, []), (1_000, ["first"]), (2_000, ["first"]),
+                (2_499, ["first"]), (2_500, ["first", "second"]),
+                (3_999, ["first", "second"]), (4_000, ["first", "second", "third"]),
+                (9_000, ["first", "second", "third"]),
+            ],
+        )
+        self.assertEqual(self.backend.calls, [1, 1, 1])
+        self.assertEqual(self.held(), 0)
+
+    def test_earlierJobRearms(self):
+        """
+        C{schedule} of a job due earlier than every job held re-arms the
+        timer for it: it is published at its own C{run_at}, and the later
+        job at its own.
+        """
+        self.start()
+        self.schedule(make_job("late", 10_000))
+        self.advance_to(1_000)
+        self.schedule(make_job("early", 5_000))
+        self.advance_to(4_999)
+        self.assertEqual(self.published_ids(), [])
+        self.advance_to(5_000)
+        self.assertEqual(self.published_ids(), ["early"])
+        self.advance_to(9_999)
+        self.assertEqual(self.published_ids(), ["early"])
+        self.advance_to(10_000)
+        self.assertEqual(self.published_ids(), ["early", "late"])
+
+    def test_laterJobKeepsTimer(self):
+        """
+        C{schedule} of a job due later than one held leaves the earlier job
+        published at its own C{run_at}.
+        """
+        self.start()
+        self.schedule(make_job("early", 5_000))
+        self.schedule(make_job("late", 10_000))
+        self.advance_to(5_000)
+        self.assertEqual(self.published_ids(), ["early"])
+        self.advance_to(10_000)
+        self.assertEqual(self.published_ids(), ["early", "late"])
+
+    def test_batches(self):
+        """
+        Jobs due at once are published in batches of C{batch_size}, earliest
+        first, all in the same turn, and all are then removed.
+        """
+        self.start(batch_size=3)
+        jobs = [make_job(f"j{n}", 1_000 + n) for n in range(7)]
+        self.schedule(*reversed(jobs))
+        self.advance_to(1_006)
+        self.assertEqual(self.backend.calls, [3, 3, 1])
+        self.assertEqual(self.published_ids(), [f"j{n}" for n in range(7)])
+        self.assertEqual(self.held(), 0)
+
+    def test_refusedJobRetriedWithBackoff(self):
+        """
+        A job the backend refuses stays held and is retried 1 s later, then
+        2 s after that, then 4 s, never dropped; the jobs of the same batch
+        the backend accepted are removed.  Once accepted it is removed.
+        """
+        refusing = [True]
+        self.backend.refuse = lambda job: (
+            Unavailable("broker down") if job.job_id == "b" and refusing[0] else None
+        )
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("b", 1_000), make_job("c", 1_000))
+        self.advance_to(1_000)
+        self.assertEqual(self.published_ids(), ["a", "c"])
+        self.assertEqual(self.held(), 1)
+        still_due = self.successResultOf(self.store.due(ns_at(1_000), 10))
+        self.assertEqual([job.job_id for job in still_due], ["b"])
+        attempts = []
+        for ms in [1_999, 2_000, 3_999, 4_000, 7_999, 8_000]:
+            self.advance_to(ms)
+            attempts.append((ms, len(self.backend.calls)))
+        self.assertEqual(
+            attempts,
+            [(1_999, 1), (2_000, 2), (3_999, 2), (4_000, 3), (7_999, 3), (8_000, 4)],
+        )
+        self.assertEqual(self.held(), 1)
+        refusing[0] = False
+        self.advance_to(15_999)
+        self.assertEqual(len(self.backend.calls), 4)
+        self.advance_to(16_000)
+        self.assertEqual(self.published_ids(), ["a", "c", "b"])
+        self.assertEqual(self.held(), 0)
+
+    def test_refusalLogged(self):
+        """
+        A refused dispatch logs a warning with how many jobs stay held and
+        when they are retried.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.backend.refuse = lambda job: Unavailable("broker down")
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("b", 1_000))
+        self.advance_to(1_000)
+        [event] = [e for e in observer if e.get("log_source") is self.scheduler and "delay" in e]
+        self.assertEqual(
+            (event["log_level"], event["count"], event["delay"]), (LogLevel.warn, 2, 1)
+        )
+        self.assertEqual(self.held(), 2)
+
+    def test_backoffResetsAfterSuccess(self):
+        """
+        After a dispatch in which every due job was accepted, the next
+        refusal is retried after 1 s again, not after the next step.
+        """
+        refusing = [True]
+        self.backend.refuse = lambda job: Unavailable("down") if refusing[0] else None
+        self.start()
+        self.schedule(make_job("a", 1_000))
+        self.advance_to(1_000)  # refused: retry at 2 s
+        self.advance_to(2_000)  # refused: retry at 4 s
+        refusing[0] = False
+        self.advance_to(4_000)  # accepted
+        self.assertEqual(self.published_ids(), ["a"])
+        refusing[0] = True
+        self.schedule(make_job("b", 10_000))
+        self.advance_to(10_000)  # refused: retry after 1 s, not 4 s
+        self.assertEqual(len(self.backend.calls), 4)
+        refusing[0] = False
+        self.advance_to(10_999)
+        self.assertEqual(len(self.backend.calls), 4)
+        self.advance_to(11_000)
+        self.assertEqual(self.published_ids(), ["a", "b"])
+        self.assertEqual(self.held(), 0)
+
+    def test_startWithHeldJobs(self):
+        """
+        C{startService} with jobs already held arms the timer for the
+        earliest: each is published at its own C{run_at}.
+        """
+        self.successResultOf(
+            self.store.add([make_job("later", 3_000), make_job("earliest", 1_000)])
+        )
+        self.start()
+        self.advance_to(999)
+        self.assertEqual(self.published_ids(), [])
+        self.advance_to(1_000)
+        self.assertEqual(self.published_ids(), ["earliest"])
+        self.advance_to(3_000)
+        self.assertEqual(self.published_ids(), ["earliest", "later"])
+
+    def test_startWithOverdueJobs(self):
+        """
+        C{startService} with held jobs whose C{run_at} has passed publishes
+        them on the next reactor turn.
+        """
+        self.successResultOf(self.store.add([make_job("overdue", -5_000)]))
+        self.start()
+        self.clock.advance(0)
+        self.assertEqual(self.published_ids(), ["overdue"])
+        self.assertEqual(self.held(), 0)
+
+    def test_nothingBeforeStart(self):
+        """
+        A scheduler not started publishes nothing, even once jobs are due.
+        """
+        scheduler = Scheduler(self.store, self.backend, self.clock)
+        self.successResultOf(scheduler.schedule([make_job("a", 1_000)]))
+        self.advance_to(5_000)
+        self.assertEqual(self.backend.calls, [])
+        self.assertEqual(self.held(), 1)
+
+    def test_stopWithHeldJobsWarns(self):
+        """
+        C{stopService} with jobs held in a store that is not durable logs
+        one warning carrying the number of jobs dropped, and publishes none
+        of them, then or later.
+        """
+        self.start()
+        self.schedule(make_job("a", 10_000), make_job("b", 20_000))
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.successResultOf(self.scheduler.stopService())
+        [event] = [e for e in observer if e.get("log_source") is self.scheduler]
+        self.assertEqual((event["log_level"], event["count"]), (LogLevel.warn, 2))
+        self.advance_to(30_000)
+        self.assertEqual(self.backend.calls, [])
+
+    def test_stopWithNothingHeld(self):
+        """
+        C{stopService} with no job held logs nothing.
+        """
+        self.start()
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.successResultOf(self.scheduler.stopService())
+        self.assertEqual([e for e in observer if e.get("log_source") is self.scheduler], [])
+
+    def test_stopWaitsForDispatch(self):
+        """
+        C{stopService} during a publish in flight fires only once that
+        publish is done and its jobs are removed; it publishes nothing more.
+        """
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("later", 5_000))
+        gate = self.backend.gate = Deferred()
+        self.advance_to(1_000)
+        self.assertEqual((self.backend.calls, self.published_ids()), ([1], []))
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stopped = self.scheduler.stopService()
+        self.assertNoResult(stopped)
+        gate.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.published_ids(), ["a"])
+        self.assertEqual(self.held(), 1)
+        [event] = [e for e in observer if e.get("log_source") is self.scheduler]
+        self.assertEqual(event["count"], 1)
+        self.advance_to(10_000)
+        self.assertEqual(self.backend.calls, [1])
+
+    def test_scheduleDuringDispatch(self):
+        """
+        A job scheduled while a publish is in flight is published at its
+        own C{run_at} once that publish is done.
+        """
+        self.start()
+        self.schedule(make_job("a", 1_000))
+        gate = self.backend.gate = Deferred()
+        self.advance_to(1_000)
+        self.schedule(make_job("b", 2_000))
+        self.backend.gate = None
+        gate.callback(None)
+        self.assertEqual(self.published_ids(), ["a"])
+        self.advance_to(1_999)
+        self.assertEqual(self.published_ids(), ["a"])
+        self.advance_to(2_000)
+        self.assertEqual(self.published_ids(), ["a", "b"])
+
+    def test_subMicrosecondRunAt(self):
+        """
+        A job whose C{run_at} falls between two whole microseconds (a
+        client may send any nanos) is published once the clock passes it,
+        without re-arming the timer again and again at one instant.
+        """
+        clock = self.clock = SpinGuardClock()
+        clock.advance(START)
+        self.start()
+        job = make_job("a", 10_000)
+        job.run_at.FromNanoseconds(ns_at(10_000) + 400)
+        self.schedule(job)
+        clock.advance(10.0000004)
+        clock.advance(0.000001)
+        self.assertEqual((clock.spun, self.published_ids()), (False, ["a"]))
+
+
+class SpinGuardClock(task.Clock):
+    """
+    A L{task.Clock} that stops a caller re-arming zero-delay timers at one
+    instant forever: past a hundred of them it pushes the timer an hour out
+    and sets C{spun}, so that a busy loop fails a test instead of hanging it.
+    """
+
+    spun = False
+
+    def __init__(self):
+        super().__init__()
+        self._zero_delays = (None, 0)
+
+    def callLater(self, delay, *args, **kw):
+        if delay <= 0:
+            at, count = self._zero_delays
+            count = count + 1 if at == self.seconds() else 1
+            self._zero_delays = (self.seconds(), count)
+            if count > 100:
+                self.spun = True
+                delay = 3600
+        return super().callLater(delay, *args, **kw)
