@@ -5,7 +5,6 @@ an ``IConfigStore``.  Deferred-based; nothing here knows about gRPC.
 
 import base64
 import binascii
-import json
 
 from twisted.internet.defer import Deferred, fail
 
@@ -122,24 +121,29 @@ def _page_size(page_size: int) -> int:
     return page_size or DEFAULT_PAGE_SIZE
 
 
-# A page token is opaque to callers: URL-safe base64 of JSON naming the list
-# it belongs to and the sort key of the last item returned.
+# A page token is opaque to callers: URL-safe base64 of the name of the list
+# it belongs to, a NUL, and the sort key of the last item returned (names
+# never hold control characters).
+MAX_PAGE_TOKEN_CHARS = 2048
 
 
 def _encode_token(kind: str, after: str) -> str:
-    raw = json.dumps({"list": kind, "after": after}).encode("utf-8")
+    raw = f"{kind}\0{after}".encode("utf-8")
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
 def _decode_token(token: str, kind: str):
     if not token:
         return None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        if data["list"] == kind and isinstance(data["after"], str):
-            return data["after"]
-    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
-        pass
+    if len(token) <= MAX_PAGE_TOKEN_CHARS:
+        try:
+            raw = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+        except (ValueError, UnicodeError, binascii.Error):
+            pass
+        else:
+            token_kind, nul, after = raw.partition("\0")
+            if nul and token_kind == kind:
+                return after
     raise InvalidArgument("page_token", "is not a token this list returned")
 
 

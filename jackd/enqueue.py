@@ -119,11 +119,15 @@ class Enqueuer:
         steps = []
         for batch, hand_over in ((due, self._backend.publish), (later, self._scheduler.schedule)):
             if batch:
-                d = hand_over([job for _, job in batch])
-                d.addCallback(_record_outcomes, batch, results)
+                d = maybeDeferred(hand_over, [job for _, job in batch])
+                d.addCallbacks(
+                    _record_outcomes,
+                    _record_failure,
+                    callbackArgs=(batch, results),
+                    errbackArgs=(batch, results),
+                )
                 steps.append(d)
-        d = gatherResults(steps, consumeErrors=True)
-        d.addErrback(lambda failure: failure.value.subFailure)
+        d = gatherResults(steps)
         d.addCallback(lambda _: results)
         return d
 
@@ -189,6 +193,16 @@ def _only_outcome(outcomes, job_id):
 def _record_outcomes(outcomes, batch, results):
     for (index, job), error in zip(batch, outcomes):
         results[index] = ("", error) if error is not None else (job.job_id, None)
+
+
+def _record_failure(failure, batch, results):
+    """
+    A hand-over that failed as a whole fails each of its jobs, and only
+    those: the other batch of the same bulk may already be accepted.
+    """
+    error = _error_of(failure)
+    for index, _ in batch:
+        results[index] = ("", error)
 
 
 def _error_of(failure: Failure):

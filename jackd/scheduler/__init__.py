@@ -114,13 +114,12 @@ class Scheduler(Service):
         self._dispatching = self._dispatch_due()
         self._dispatching.addBoth(self._dispatched)
 
-    def _dispatched(self, retry_at):
+    def _dispatched(self, wake_at):
         self._dispatching = None
         requested, self._wake_requested = self._wake_requested, None
-        if retry_at is not None:
-            self._wake_at(retry_at)
-        elif requested is not None:
-            self._wake_at(requested)
+        candidates = [at for at in (wake_at, requested) if at is not None]
+        if candidates:
+            self._wake_at(min(candidates))
 
     @inlineCallbacks
     def _dispatch_due(self):

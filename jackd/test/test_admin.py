@@ -1,5 +1,7 @@
 """Producer and job type management over the real memory store."""
 
+import base64
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -197,6 +199,10 @@ class PagingTests(AdminTestCase):
             (self.admin.list_producers(1001, ""), "page_size"),
             (self.admin.list_producers(1, "not a token"), "page_token"),
             (self.admin.list_producers(1, "eyJ4IjogMX0="), "page_token"),
+            (self.admin.list_producers(1, base64.urlsafe_b64encode(b"[" * 200000).decode()),
+             "page_token"),
+            (self.admin.list_producers(1, base64.urlsafe_b64encode(b"\xff\x00a").decode()),
+             "page_token"),
             (self.admin.list_job_types(producer_id, 1, producers_token), "page_token"),
             (self.admin.list_job_types("", 1, ""), "producer_id"),
         ]

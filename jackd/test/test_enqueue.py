@@ -256,6 +256,21 @@ class EnqueueBulkTests(EnqueueTestCase):
         self.assertEqual(outcomes[1], ("", Unavailable("topic unreachable")))
         self.assertTrue(outcomes[0][0] and outcomes[2][0])
 
+    def test_publish_fails_as_a_whole(self):
+        """
+        A publish call that fails as a whole fails the jobs due now, each with
+        the error, while the jobs the scheduler took keep their ids.
+        """
+        self.backend.fail_with = Unavailable("broker unreachable")
+        later = at(NOW_NS + 60 * 10**9)
+        outcomes = self.successResultOf(
+            self.bulk(self.request("charge"), self.request("report", run_at=later))
+        )
+        self.assertEqual(outcomes[0], ("", Unavailable("broker unreachable")))
+        self.assertTrue(outcomes[1][0])
+        self.assertIsNone(outcomes[1][1])
+        self.assertEqual(self.successResultOf(self.schedule.count()), 1)
+
     def test_empty(self):
         """An empty bulk is INVALID_ARGUMENT naming jobs."""
         error = self.failureResultOf(self.bulk(), InvalidArgument).value

@@ -393,3 +393,51 @@ class SpinGuardClock(task.Clock):
                 self.spun = True
                 delay = 3600
         return super().callLater(delay, *args, **kw)
+
+
+class SlowNextDueStore(MemoryScheduleStore):
+    """
+    A memory store whose next_due reads the store when called but answers
+    only when told to, as a durable store's query answers later.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = []
+
+    def next_due(self):
+        read = []
+        MemoryScheduleStore.next_due(self).addCallback(read.append)
+        d = Deferred()
+        self.waiting.append((d, read[0]))
+        return d
+
+    def answer(self):
+        waiting, self.waiting = self.waiting, []
+        for d, value in waiting:
+            d.callback(value)
+
+
+class WakeDuringDispatchTests(unittest.SynchronousTestCase):
+    def test_schedule_during_dispatch(self):
+        """
+        A job scheduled while a dispatch is finishing is published at its own
+        time, even when the dispatch read a later next_due before it was held.
+        """
+        clock = task.Clock()
+        clock.advance(START)
+        store = SlowNextDueStore()
+        backend = RecordingBackend()
+        scheduler = Scheduler(store, backend, clock)
+        scheduler.startService()
+        self.addCleanup(scheduler.stopService)
+        store.answer()
+        scheduler.schedule([make_job("job_first", 1000), make_job("job_late", 10_000)])
+        clock.advance(1)
+        self.assertEqual([job.job_id for job in backend.published], ["job_first"])
+        scheduler.schedule([make_job("job_soon", 2000)])
+        store.answer()  # the dispatch's next_due: +10 s, read before job_soon
+        clock.advance(1)
+        self.assertEqual(
+            [job.job_id for job in backend.published], ["job_first", "job_soon"]
+        )

@@ -5,7 +5,7 @@ and passes the same conformance tests as the real backends.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from jackd.interfaces import IQueueBackend
@@ -20,6 +20,8 @@ class RecordingBackend(Service):
         ``JackError`` to refuse it with (or C{None} to accept it).
     @ivar gate: C{None}, or a Deferred every publish waits for (to hold
         calls in flight).
+    @ivar fail_with: C{None}, or an exception every publish call fails with
+        as a whole (a broken connection rather than a refused job).
     @ivar healthy: what L{check} answers.
     """
 
@@ -30,11 +32,14 @@ class RecordingBackend(Service):
         self.calls = []
         self.refuse = None
         self.gate = None
+        self.fail_with = None
         self.healthy = True
 
     def publish(self, jobs):
         jobs = list(jobs)
         self.calls.append(len(jobs))
+        if self.fail_with is not None:
+            return fail(self.fail_with)
         if self.gate is None:
             return succeed(self._accept(jobs))
         d = Deferred()
