@@ -1,7 +1,7 @@
 """The ``jack.AdminService`` servicer."""
 
 from jack import admin_pb2, admin_pb2_grpc
-from jackd.api.edge import unary, wait_for
+from jackd.api.edge import add_servicer, unary, wait_for
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
@@ -60,5 +60,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
 
 def register(server, admin):
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(admin), server)
-    return admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+    return add_servicer(
+        server,
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+        AdminServicer(admin),
+    )

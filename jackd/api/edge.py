@@ -7,6 +7,9 @@ import asyncio
 import functools
 
 import grpc
+from google.protobuf.message import DecodeError
+from google.protobuf.message_factory import GetMessageClass
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -50,6 +53,48 @@ async def wait_for(d):
     if isinstance(result, Failure):
         result.raiseException()
     return result
+
+
+def as_deferred(coroutine) -> Deferred:
+    """Run C{coroutine} on the asyncio loop under Twisted's asyncio reactor."""
+    return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+
+
+def add_servicer(server, service, servicer) -> str:
+    """
+    Serve C{service} (a protobuf ``ServiceDescriptor`` of unary methods)
+    with C{servicer}'s methods of the same names.
+
+    Unlike the generated ``add_*_to_server``, requests arrive as bytes and
+    are decoded here, so a malformed request (such as a string field that is
+    not UTF-8) answers INVALID_ARGUMENT instead of gRPC's UNKNOWN.
+
+    @return: the service's full name.
+    """
+    handlers = {}
+    for method in service.methods:
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _decoding(getattr(servicer, method.name), GetMessageClass(method.input_type)),
+            response_serializer=GetMessageClass(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+    )
+    return service.full_name
+
+
+def _decoding(handler, request_class):
+    async def decode_and_serve(data, context):
+        try:
+            request = request_class.FromString(data)
+        except DecodeError as error:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request: not a valid {request_class.DESCRIPTOR.full_name} ({error})",
+            )
+        return await handler(request, context)
+
+    return decode_and_serve
 
 
 def unary(handler):

@@ -9,9 +9,11 @@ import asyncio
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks
+from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+
+from jackd.api.edge import as_deferred
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -20,8 +22,28 @@ JOBS_SERVICE = "jack.BackgroundJobs"
 ADMIN_SERVICE = "jack.AdminService"
 
 
-def _as_deferred(coroutine):
-    return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+class _HealthServicer(health.aio.HealthServicer):
+    """
+    The standard servicer, except that L{close} ends every ``Watch``
+    stream: a watcher (a load balancer, a client's health checking) would
+    otherwise hold shutdown for the whole grace period.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._closed = asyncio.Event()
+
+    def close(self):
+        self._closed.set()
+
+    async def Watch(self, request, context):
+        watching = asyncio.ensure_future(super().Watch(request, context))
+        closed = asyncio.ensure_future(self._closed.wait())
+        await asyncio.wait({watching, closed}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (watching, closed):
+            task.cancel()
+        if watching.done() and not watching.cancelled():
+            watching.result()
 
 
 class HealthService(Service):
@@ -52,10 +74,10 @@ class HealthService(Service):
 
     def register(self, server):
         """Add the health servicer to a grpc.aio server (at server start)."""
-        self._servicer = health.aio.HealthServicer()
+        self._servicer = _HealthServicer()
         for name in self._checks:
             # Until the first check answers, nothing claims to be ready.
-            _as_deferred(self._servicer.set(name, NOT_SERVING))
+            as_deferred(self._servicer.set(name, NOT_SERVING))
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
         return health.SERVICE_NAME
 
@@ -66,12 +88,17 @@ class HealthService(Service):
         self._loop.start(self._interval, now=True)
 
     def check_now(self) -> Deferred:
-        """Run every check once and publish the statuses."""
-        names = list(self._checks)
-        d = gatherResults(
-            [self._checks[name]().addErrback(self._check_failed) for name in names]
+        """Run every check once (each distinct one once) and publish the statuses."""
+        running = {}
+        for check in self._checks.values():
+            if check not in running:
+                running[check] = maybeDeferred(check).addErrback(self._check_failed)
+        d = gatherResults(list(running.values()))
+        d.addCallback(
+            lambda _: self._publish(
+                {name: running[check].result for name, check in self._checks.items()}
+            )
         )
-        d.addCallback(lambda results: self._publish(dict(zip(names, results))))
         return d
 
     def _check_failed(self, failure):
@@ -91,7 +118,7 @@ class HealthService(Service):
                     service=name,
                     status=health_pb2.HealthCheckResponse.ServingStatus.Name(status),
                 )
-                changes.append(_as_deferred(self._servicer.set(name, status)))
+                changes.append(as_deferred(self._servicer.set(name, status)))
         return gatherResults(changes)
 
     @inlineCallbacks
@@ -100,7 +127,7 @@ class HealthService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if self._servicer is not None:
-            yield _as_deferred(self._servicer.enter_graceful_shutdown())
+            yield as_deferred(self._servicer.enter_graceful_shutdown())
         self._log.info(
             "Shutting down: health is NOT_SERVING; draining for {delay}s "
             "before refusing new calls",
@@ -108,3 +135,5 @@ class HealthService(Service):
         )
         if self._drain_delay > 0:
             yield deferLater(self._clock, self._drain_delay, lambda: None)
+        if self._servicer is not None:
+            self._servicer.close()

@@ -1,7 +1,7 @@
 """The ``jack.BackgroundJobs`` servicer."""
 
 from jack import jobs_pb2, jobs_pb2_grpc
-from jackd.api.edge import describe, unary, wait_for
+from jackd.api.edge import add_servicer, describe, unary, wait_for
 
 
 class BackgroundJobsServicer(jobs_pb2_grpc.BackgroundJobsServicer):
@@ -22,18 +22,22 @@ class BackgroundJobsServicer(jobs_pb2_grpc.BackgroundJobsServicer):
         outcomes = await wait_for(self._enqueuer.enqueue_bulk(request))
         response = jobs_pb2.EnqueueBulkResponse()
         add = response.results.add
+        described = {}  # one failed hand-over fails many jobs: log it once
         for index, (job_id, error) in enumerate(outcomes):
             if error is None:
                 add(index=index, job_id=job_id)
             else:
-                code, message = describe(error)
+                if id(error) not in described:
+                    described[id(error)] = describe(error)
+                code, message = described[id(error)]
                 add(index=index, code=code.value[0], error=message)
         return response
 
 
 def register(server, enqueuer):
-    jobs_pb2_grpc.add_BackgroundJobsServicer_to_server(
-        BackgroundJobsServicer(enqueuer), server
+    return add_servicer(
+        server,
+        jobs_pb2.DESCRIPTOR.services_by_name["BackgroundJobs"],
+        BackgroundJobsServicer(enqueuer),
     )
-    return jobs_pb2.DESCRIPTOR.services_by_name["BackgroundJobs"].full_name
 

@@ -4,13 +4,14 @@ serving the servicers registered with it plus server reflection (both the
 ``grpc.reflection.v1`` and ``grpc.reflection.v1alpha`` services).
 """
 
-import asyncio
 
 import grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
+
+from jackd.api.edge import as_deferred
 
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
@@ -72,7 +73,7 @@ class GrpcServer(Service):
         address = f"[::]:{self.port}"
         self.port = server.add_insecure_port(address)
         self._server = server
-        self.started = Deferred.fromFuture(asyncio.ensure_future(server.start()))
+        self.started = as_deferred(server.start())
         self.started.addCallback(
             lambda _: self._log.info(
                 "Jack serving gRPC on port {port}: {services}",
@@ -90,6 +91,6 @@ class GrpcServer(Service):
             "Refusing new calls; waiting up to {grace}s for calls in flight",
             grace=self._grace,
         )
-        yield Deferred.fromFuture(asyncio.ensure_future(self._server.stop(self._grace)))
+        yield as_deferred(self._server.stop(self._grace))
         self._server = None
         self._log.info("gRPC server stopped: calls in flight finished")

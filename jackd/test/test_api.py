@@ -46,6 +46,17 @@ class BuggyStore(MemoryConfigStore):
         return super().get_job_type(producer_id, name)
 
 
+class BuggyBackend(RecordingBackend):
+    """A recording backend whose check can be made to raise (a bug)."""
+
+    check_raises = False
+
+    def check(self):
+        if self.check_raises:
+            raise ZeroDivisionError("a bug in check")
+        return super().check()
+
+
 class ApiTestCase(TestCase):
     argv = ["--max-bulk-jobs", "10", "--max-bulk-bytes", "20KiB", "--max-payload-bytes", "4KiB"]
 
@@ -53,7 +64,7 @@ class ApiTestCase(TestCase):
     def setUp(self):
         options = Options(environ={})
         options.parseOptions(["--grpc-port", "0", *self.argv])
-        self.backend = RecordingBackend()
+        self.backend = BuggyBackend()
         self.root = build_service(options, reactor, store=BuggyStore(), backend=self.backend)
         self.root.startService()
         server = self.root.getServiceNamed("grpc")
@@ -162,6 +173,19 @@ class EnqueueApiTests(ApiTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     @asyncio_test
+    async def test_malformed_request(self):
+        """A request that does not decode (a string that is not UTF-8) is INVALID_ARGUMENT."""
+        for method, data in [
+            ("/jack.AdminService/CreateProducer", b"\x0a\x03\xff\xfeA"),
+            ("/jack.BackgroundJobs/Enqueue", b"\x0a\x02\xed\xa0"),
+            ("/jack.BackgroundJobs/EnqueueBulk", b"\x0a\xff"),
+        ]:
+            call = self.channel.unary_unary(method)(data)
+            code, message = await self.status_of(call)
+            self.assertEqual(code, grpc.StatusCode.INVALID_ARGUMENT)
+            self.assertTrue(message.startswith("request: not a valid jack."), message)
+
+    @asyncio_test
     async def test_bulk_limits(self):
         """Over MAX_BULK_BYTES is INVALID_ARGUMENT; past the receive limit gRPC says RESOURCE_EXHAUSTED."""
         producer_id = await self.registered()
@@ -243,6 +267,18 @@ class HealthAndReflectionTests(ApiTestCase):
         self.assertEqual(await self.statuses(), [SERVING] * 3)
 
     @asyncio_test
+    async def test_check_raises(self):
+        """A check that raises counts as failed, is logged, and checking goes on."""
+        health_service = self.root.getServiceNamed("health")
+        self.backend.check_raises = True
+        await health_service.check_now().asFuture(asyncio.get_running_loop())
+        self.assertEqual(await self.statuses(), [NOT_SERVING, NOT_SERVING, SERVING])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.backend.check_raises = False
+        await health_service.check_now().asFuture(asyncio.get_running_loop())
+        self.assertEqual(await self.statuses(), [SERVING] * 3)
+
+    @asyncio_test
     async def test_reflection(self):
         """Reflection v1 and v1alpha both list every service served."""
         expected = sorted([
@@ -273,7 +309,10 @@ class HealthAndReflectionTests(ApiTestCase):
 
 
 class ShutdownTests(ApiTestCase):
-    argv = ["--drain-delay", "0.5s", "--shutdown-grace", "5s"]
+    # A grace period longer than the tests' timeout: a stop that waits for
+    # it makes the test fail.
+    argv = ["--drain-delay", "0.5s", "--shutdown-grace", "60s"]
+    timeout = 20
 
     @asyncio_test
     async def test_drain(self):
@@ -298,6 +337,21 @@ class ShutdownTests(ApiTestCase):
         response = await in_flight
         self.assertEqual(self.backend.published[0].job_id, response.job_id)
         await stopping
+
+    @asyncio_test
+    async def test_watchers_do_not_hold_shutdown(self):
+        """
+        A health Watch stream sees NOT_SERVING at shutdown and ends after the
+        drain delay, so it does not hold the stop for the grace period.
+        """
+        watch = self.health.Watch(health_pb2.HealthCheckRequest(service=""))
+        seen = [(await watch.read()).status]
+        stopping = self.stop()
+        while (response := await watch.read()) is not grpc.aio.EOF:
+            seen.append(response.status)
+        self.assertEqual(seen, [SERVING, NOT_SERVING])
+        self.assertEqual(await watch.code(), grpc.StatusCode.OK)
+        await stopping.asFuture(asyncio.get_running_loop())
 
     async def statuses_now(self):
         return (await self.health.Check(health_pb2.HealthCheckRequest(service=""))).status

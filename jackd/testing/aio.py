@@ -1,14 +1,8 @@
 """Running asyncio code (grpc.aio clients) from trial tests."""
 
-import asyncio
 import functools
 
-from twisted.internet.defer import Deferred
-
-
-def as_deferred(coroutine) -> Deferred:
-    """Run C{coroutine} on the asyncio loop under Twisted's asyncio reactor."""
-    return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+from jackd.api.edge import as_deferred
 
 
 def asyncio_test(test):
