@@ -36,7 +36,7 @@ class Admin:
             ``InvalidArgument`` or ``AlreadyExists``.
         """
         try:
-            validation.check_producer_name(name)
+            name = validation.normalize_producer_name(name)
             validation.check_description(description)
         except JackError:
             return fail()

@@ -74,6 +74,16 @@ def parse_duration(text):
         ) from None
 
 
+def _positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
 def parse_timestamp(text):
     """
     Parse an RFC 3339 timestamp (``2030-01-02T03:04:05Z``, any offset) into a
@@ -82,9 +92,11 @@ def parse_timestamp(text):
     timestamp = timestamp_pb2.Timestamp()
     try:
         timestamp.FromJsonString(text)
-    except ValueError as e:
+    except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid RFC 3339 timestamp {text!r}: {e}"
+            f"invalid RFC 3339 timestamp {text!r}: expected a date, a time and "
+            "a time zone, such as 2030-01-02T03:04:05Z or "
+            "2030-01-02T03:04:05+02:00"
         ) from None
     return timestamp
 
@@ -320,7 +332,7 @@ def make_parser(environ=None):
         help="the server's host:port (default: $JACK_ADDR, else %(default)s)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=10.0, metavar="SECONDS",
+        "--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
         help="deadline of each RPC in seconds (default: %(default)s)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

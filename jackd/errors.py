@@ -31,24 +31,24 @@ class JackError(Exception):
         return hash((type(self), self.message))
 
 
-class InvalidArgument(JackError):
+class _FieldError(JackError):
+    """An error about one field of the request, named first in the message."""
+
+    def __init__(self, field: str, problem: str):
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+
+
+class InvalidArgument(_FieldError):
     """A field of the request is missing or malformed."""
 
     code = "INVALID_ARGUMENT"
 
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
-
-class NotFound(JackError):
+class NotFound(_FieldError):
     """The producer or job type a request names is not registered."""
 
     code = "NOT_FOUND"
-
-    def __init__(self, field: str, problem: str):
-        super().__init__(f"{field}: {problem}")
-        self.field = field
 
 
 class AlreadyExists(JackError):

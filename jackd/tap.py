@@ -18,6 +18,10 @@ from twisted.python import reflect, usage
 from jackd.units import parse_duration, parse_size
 
 
+# gRPC's channel arguments are C ints.
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
+
+
 class ConfigError(Exception):
     """Jack cannot start with this configuration; the message says why."""
 
@@ -82,7 +86,7 @@ SETTINGS = (
     Setting("pubsub-project", "PUBSUB_PROJECT", "", str,
             "Google Cloud project of the Pub/Sub topics."),
     Setting("max-payload-bytes", "MAX_PAYLOAD_BYTES", "1MiB", _positive_size,
-            "Largest job payload (bytes, or with a unit: KiB, MiB, KB, MB)."),
+            "Largest job payload (bytes, or with a unit: KiB, MiB, GiB, KB, MB, GB)."),
     Setting("max-bulk-jobs", "MAX_BULK_JOBS", "1000", _positive_int,
             "Most jobs in one EnqueueBulk call."),
     Setting("max-bulk-bytes", "MAX_BULK_BYTES", "10MiB", _positive_size,
@@ -130,6 +134,22 @@ class Options(usage.Options):
                 self[setting.option] = setting.convert(text)
             except ValueError as error:
                 raise usage.UsageError(f"{source}: {error}") from None
+        receive = self.limits().grpc_receive_bytes()
+        if receive > MAX_GRPC_MESSAGE_BYTES:
+            raise usage.UsageError(
+                f"MAX_BULK_BYTES / MAX_PAYLOAD_BYTES: requests of up to {receive} "
+                f"bytes would need a gRPC receive limit over gRPC's maximum of "
+                f"{MAX_GRPC_MESSAGE_BYTES} bytes; lower them"
+            )
+
+    def limits(self):
+        from jackd.validation import Limits
+
+        return Limits(
+            max_payload_bytes=self["max-payload-bytes"],
+            max_bulk_jobs=self["max-bulk-jobs"],
+            max_bulk_bytes=self["max-bulk-bytes"],
+        )
 
 
 # Implementations by name, imported only when chosen (so QUEUE_BACKEND=noop
@@ -143,8 +163,8 @@ def _load(table, name, setting):
     if path is None:
         built = ", ".join(key for key, value in table.items() if value)
         raise ConfigError(
-            f"{setting} asks for {name!r}, which this version of Jack does not "
-            f"have yet (available: {built})"
+            f"{setting} {name!r} is not in this version of Jack yet "
+            f"(available: {built})"
         )
     return reflect.namedAny(path)
 
@@ -209,24 +229,16 @@ def build_service(options, reactor, store=None, backend=None):
     from jackd.scheduler import Scheduler
     from jackd.scheduler.memory import MemoryScheduleStore
     from jackd.service import JackService
-    from jackd.validation import Limits
-
     if store is None:
         bucket = options["gcs-bucket"]
-        if bucket:
-            store = _load(STORES, "gcs", f"GCS_BUCKET={bucket!r}")()
-        else:
-            store = _load(STORES, "memory", "config storage")()
+        kind = "gcs" if bucket else "memory"
+        store = _load(STORES, kind, "config storage (GCS_BUCKET, --gcs-bucket)")()
     if backend is None:
         name = options["queue-backend"]
-        backend = _load(BACKENDS, name, f"QUEUE_BACKEND={name}")()
+        backend = _load(BACKENDS, name, "queue backend (QUEUE_BACKEND, --queue-backend)")()
     check_port_free(options["grpc-port"])
 
-    limits = Limits(
-        max_payload_bytes=options["max-payload-bytes"],
-        max_bulk_jobs=options["max-bulk-jobs"],
-        max_bulk_bytes=options["max-bulk-bytes"],
-    )
+    limits = options.limits()
     scheduler = Scheduler(MemoryScheduleStore(), backend, reactor)
     enqueuer = Enqueuer(store, backend, scheduler, limits, reactor)
     health = HealthService(

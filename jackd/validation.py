@@ -65,18 +65,39 @@ def check_id(field: str, value: str) -> None:
         raise InvalidArgument(field, f"is longer than {MAX_ID_BYTES} bytes")
 
 
-def check_producer_name(name: str) -> None:
-    """A display name: any text but blank, overlong or with control characters."""
+# Characters a display name may not hold: controls (Cc), surrogates (Cs),
+# line and paragraph separators (Zl, Zp) and invisible format characters
+# (Cf, such as bidirectional overrides and zero-width spaces), except the
+# zero-width (non-)joiners that scripts and emoji sequences need.
+_FORBIDDEN_CATEGORIES = {"Cc", "Cs", "Zl", "Zp", "Cf"}
+_ALLOWED_FORMAT = {"\u200c", "\u200d"}
+
+
+def normalize_producer_name(name: str) -> str:
+    """
+    A display name checked and in Unicode NFC, so that names that look the
+    same (``café`` composed or decomposed) are the same name.
+
+    @raise InvalidArgument: blank, over 128 bytes, or holding control or
+        invisible formatting characters.
+    """
     field = "name"
-    if not name.strip():
+    name = unicodedata.normalize("NFC", name)
+    for char in name:
+        if (
+            unicodedata.category(char) in _FORBIDDEN_CATEGORIES
+            and char not in _ALLOWED_FORMAT
+        ):
+            raise InvalidArgument(
+                field,
+                "must not contain control or invisible formatting characters "
+                f"(found U+{ord(char):04X})",
+            )
+    if not "".join(c for c in name if c not in _ALLOWED_FORMAT).strip():
         raise InvalidArgument(field, "is required and must not be blank")
     if _utf8_len(name) > MAX_NAME_BYTES:
         raise InvalidArgument(field, f"is longer than {MAX_NAME_BYTES} bytes (UTF-8)")
-    for char in name:
-        if unicodedata.category(char) == "Cc":
-            raise InvalidArgument(
-                field, f"must not contain control characters (found U+{ord(char):04X})"
-            )
+    return name
 
 
 def check_job_type_name(field: str, name: str) -> None:

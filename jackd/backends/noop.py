@@ -29,8 +29,7 @@ class NoopBackend(Service):
     def startService(self):
         super().startService()
         self._log.warn(
-            "Queue backend is noop: accepted jobs are logged and never "
-            "delivered (set QUEUE_BACKEND=pubsub to deliver them)"
+            "Queue backend is noop: accepted jobs are logged and never delivered"
         )
 
     def publish(self, jobs):

@@ -42,7 +42,7 @@ class MemoryConfigStore(Service):
         super().startService()
         self._log.warn(
             "Config storage is in memory: producers and job types are lost "
-            "when Jack stops (set GCS_BUCKET to keep them)"
+            "when Jack stops"
         )
 
     def create_producer(self, producer):

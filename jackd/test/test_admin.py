@@ -41,8 +41,14 @@ class ProducerTests(AdminTestCase):
 
     def test_names(self):
         """A name may be any text up to 128 bytes without control characters."""
-        for name in ["é" * 64, "<script>alert(1)</script>", "Team 🚀", " padded "]:
+        for name in ["é" * 64, "<script>alert(1)</script>", "Team 🚀", " padded ",
+                     "family 👨\u200d👩\u200d👧"]:
             self.assertEqual(self.producer(name).name, name)
+
+    def test_normalized(self):
+        """Names are kept in NFC: a decomposed twin of a name is a duplicate."""
+        self.assertEqual(self.producer("cafe\u0301").name, "caf\u00e9")
+        self.refused(self.admin.create_producer("caf\u00e9", ""), AlreadyExists)
 
     def test_bad_names(self):
         """Blank, overlong or control-character names are INVALID_ARGUMENT on name."""
@@ -50,10 +56,14 @@ class ProducerTests(AdminTestCase):
             "": "name: is required and must not be blank",
             "   ": "name: is required and must not be blank",
             "é" * 64 + "x": "name: is longer than 128 bytes (UTF-8)",
-            "a\nb": "name: must not contain control characters (found U+000A)",
-            "a\x00": "name: must not contain control characters (found U+0000)",
-            "a\x7f": "name: must not contain control characters (found U+007F)",
-            "a\x85": "name: must not contain control characters (found U+0085)",
+            "a\nb": "name: must not contain control or invisible formatting characters (found U+000A)",
+            "a\x00": "name: must not contain control or invisible formatting characters (found U+0000)",
+            "a\x7f": "name: must not contain control or invisible formatting characters (found U+007F)",
+            "a\x85": "name: must not contain control or invisible formatting characters (found U+0085)",
+            "a\u2028b": "name: must not contain control or invisible formatting characters (found U+2028)",
+            "\u202egnp.exe": "name: must not contain control or invisible formatting characters (found U+202E)",
+            "\u200b\u200b": "name: must not contain control or invisible formatting characters (found U+200B)",
+            "\u200d": "name: is required and must not be blank",
         }
         for name, message in cases.items():
             self.assertEqual(

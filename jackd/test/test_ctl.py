@@ -135,10 +135,19 @@ class ParsingTests(unittest.SynchronousTestCase):
         `jackctl enqueue --run-at` without a valid RFC 3339 timestamp is a
         usage error.
         """
-        for text in ["tomorrow", "2030-01-02 03:04:05", "2030-13-02T03:04:05Z"]:
-            self.assertUsageError(
+        for text in ["tomorrow", "2030-01-02 03:04:05", "2030-13-02T03:04:05Z",
+                     "2030-01-02T03:04:05", "2030-01-02"]:
+            err = self.assertUsageError(
                 ["enqueue", "prod_x", "t", "--run-at", text], "invalid RFC 3339"
             )
+            self.assertIn("a date, a time and a time zone, such as", err)
+
+    def test_timeout_positive(self):
+        """
+        `jackctl --timeout` must be a positive number of seconds.
+        """
+        for text in ["0", "-1", "soon"]:
+            self.assertUsageError(["--timeout", text, "health"], "positive number of seconds")
 
     def test_run_at_and_delay(self):
         """

@@ -218,8 +218,8 @@ class StartErrorTests(TestCase):
         """Asking for a backend that is not built yet stops the start with one line."""
         self.assertOneLine(
             run_twistd(["jack", "--grpc-port", "0"], env={"QUEUE_BACKEND": "pubsub"}),
-            "twistd jack: QUEUE_BACKEND=pubsub asks for 'pubsub', which this version "
-            "of Jack does not have yet (available: noop)",
+            "twistd jack: queue backend (QUEUE_BACKEND, --queue-backend) 'pubsub' "
+            "is not in this version of Jack yet (available: noop)",
         )
 
     def test_port_in_use(self):

@@ -101,6 +101,9 @@ class OptionsTests(SynchronousTestCase):
             (["--max-payload-bytes", "1.5MiB"], {}, "--max-payload-bytes"),
             (["--max-bulk-bytes", "0"], {}, "--max-bulk-bytes"),
             (["--health-interval", "0s"], {}, "--health-interval: '0s' must be longer than 0s"),
+            (["--max-bulk-bytes", "2GiB"], {},
+             "requests of up to 2147549184 bytes would need a gRPC receive limit over "
+             "gRPC's maximum of 2147483647 bytes"),
         ]
         for argv, environ, message in cases:
             with self.assertRaises(usage.UsageError) as caught:
@@ -136,14 +139,18 @@ class BuildServiceTests(SynchronousTestCase):
         )
         self.assertEqual(
             str(error),
-            "QUEUE_BACKEND=pubsub asks for 'pubsub', which this version of Jack "
-            "does not have yet (available: noop)",
+            "queue backend (QUEUE_BACKEND, --queue-backend) 'pubsub' is not in "
+            "this version of Jack yet (available: noop)",
         )
 
     def test_storage_not_built(self):
         """Setting GCS_BUCKET (GCS storage is not built yet) is a ConfigError."""
         error = self.assertRaises(ConfigError, self.build, [], {"GCS_BUCKET": "jack-config"})
-        self.assertIn("GCS_BUCKET='jack-config' asks for 'gcs'", str(error))
+        self.assertEqual(
+            str(error),
+            "config storage (GCS_BUCKET, --gcs-bucket) 'gcs' is not in this "
+            "version of Jack yet (available: memory)",
+        )
 
     def test_make_service_exits_with_one_line(self):
         """makeService turns a ConfigError into SystemExit with one line."""
@@ -151,7 +158,7 @@ class BuildServiceTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
         message = str(caught.exception.code)
-        self.assertTrue(message.startswith("twistd jack: QUEUE_BACKEND=pubsub"))
+        self.assertTrue(message.startswith("twistd jack: queue backend (QUEUE_BACKEND"))
         self.assertNotIn("\n", message)
 
 
