@@ -4,6 +4,7 @@ way an application or operator would.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -161,6 +162,7 @@ class StartModesTests(TestCase):
     def test_daemon_mode(self):
         """Plain `twistd jack` daemonizes, writes its pid file, serves, and stops on SIGTERM."""
         directory = tempfile.mkdtemp(prefix="jackd-")
+        self.addCleanup(shutil.rmtree, directory, True)
         port = free_port()
         pidfile = os.path.join(directory, "twistd.pid")
         logfile = os.path.join(directory, "twistd.log")
@@ -193,6 +195,7 @@ class StartModesTests(TestCase):
             raise SkipTest("jackd.tac is in the source tree, and there is none here")
         port = free_port()
         directory = tempfile.mkdtemp(prefix="jackd-")
+        self.addCleanup(shutil.rmtree, directory, True)
         process = subprocess.Popen(
             [*TWISTD, "-n", "--pidfile=", "-y", source.child("jackd.tac").path],
             cwd=directory, env=twistd_environment({"GRPC_PORT": str(port)}),
