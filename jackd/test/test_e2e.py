@@ -132,6 +132,15 @@ class WalkthroughTests(TestCase):
         self.assertIn("Jack drained and stopped", log)
         self.assertNotIn("Traceback", log)
 
+    def test_sigint(self):
+        """SIGINT (Ctrl-C) drains and stops like SIGTERM."""
+        jack = JackProcess()
+        jack.start()
+        self.addCleanup(jack.stop)
+        jack.signal(signal.SIGINT)
+        self.assertEqual(jack.wait(20), -signal.SIGINT)
+        self.assertIn("Jack drained and stopped", jack.log())
+
     def test_scheduled_job_published_when_due(self):
         """A job with run_at a second ahead is logged by the backend after it is due."""
         jack = JackProcess()
