@@ -57,7 +57,7 @@ class Enqueuer:
 
     def _submit_one(self, job_type, request):
         job = self._make_job(job_type, request, now_ns(self._clock))
-        if job.run_at.ToNanoseconds() > job.enqueued_at.ToNanoseconds():
+        if _is_for_later(job):
             d = self._scheduler.schedule([job])
         else:
             d = self._backend.publish([job])
@@ -112,7 +112,7 @@ class Enqueuer:
                 results[index] = ("", _error_of(job_type))
                 continue
             job = self._make_job(job_type, item, now)
-            if job.run_at.ToNanoseconds() > now:
+            if _is_for_later(job):
                 later.append((index, job))
             else:
                 due.append((index, job))
@@ -181,6 +181,11 @@ class Enqueuer:
         else:
             job.run_at.FromNanoseconds(now)
         return job
+
+
+def _is_for_later(job) -> bool:
+    """Whether the scheduler holds C{job}: _make_job set a run_at after now."""
+    return job.run_at.ToNanoseconds() > job.enqueued_at.ToNanoseconds()
 
 
 def _only_outcome(outcomes, job_id):

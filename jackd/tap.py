@@ -7,6 +7,7 @@ environment, which beats the default.
 """
 
 import errno
+import os
 import socket
 import sys
 from dataclasses import dataclass
@@ -119,8 +120,6 @@ class Options(usage.Options):
 
     def __init__(self, environ=None):
         super().__init__()
-        import os
-
         self._environ = os.environ if environ is None else environ
 
     def postOptions(self):
