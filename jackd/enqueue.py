@@ -57,6 +57,7 @@ class Enqueuer:
 
     def _submit_one(self, job_type, request):
         job = self._make_job(job_type, request, now_ns(self._clock))
+        self._backend.validate(job)
         if _is_for_later(job):
             d = self._scheduler.schedule([job])
         else:
@@ -112,6 +113,11 @@ class Enqueuer:
                 results[index] = ("", _error_of(job_type))
                 continue
             job = self._make_job(job_type, item, now)
+            try:
+                self._backend.validate(job)
+            except JackError as error:
+                results[index] = ("", error)
+                continue
             if _is_for_later(job):
                 later.append((index, job))
             else:

@@ -8,6 +8,14 @@ its value, never a stack trace.
 """
 
 
+class ConfigError(Exception):
+    """
+    Jack cannot start with this configuration, or cannot reach what it
+    names (a topic, a bucket, a database); the message says which and why,
+    in one line for the operator.  Not a ``JackError``: no caller sees it.
+    """
+
+
 class JackError(Exception):
     """
     A failure Jack reports to its caller.

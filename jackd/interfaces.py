@@ -94,6 +94,16 @@ class IQueueBackend(Interface):
 
     description = Attribute("One line for the start-up log: kind and location.")
 
+    def validate(job):
+        """
+        Refuse, before Jack accepts it, a job this backend could never
+        deliver (a broker's message size or attribute limits), so that a
+        job for later is refused at enqueue, not when it falls due.  Called
+        on the enqueue path: no I/O.
+
+        @raise InvalidArgument: naming the field at fault.
+        """
+
     def publish(jobs):
         """
         Hand C{jobs} (a non-empty sequence of ``jack.Job``) to the broker.

@@ -8,23 +8,22 @@ environment, which beats the default.
 
 import errno
 import os
+import re
 import socket
 import sys
+import textwrap
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 from twisted.python import reflect, usage
 
+from jackd.errors import ConfigError
 from jackd.units import parse_duration, parse_size
 
 
 # gRPC's channel arguments are C ints.
 MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
-
-
-class ConfigError(Exception):
-    """Jack cannot start with this configuration; the message says why."""
 
 
 def _port(text):
@@ -56,6 +55,25 @@ def _positive_duration(text):
     return value
 
 
+def _boolean(text):
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not true or false")
+
+
+def _topic_name(text):
+    # Pub/Sub's rule for topic ids.
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}", text) or text.startswith("goog"):
+        raise ValueError(
+            f"{text!r} is not a Pub/Sub topic name (3 to 255 letters, digits and "
+            "- _ . ~ + %, starting with a letter, not with 'goog')"
+        )
+    return text
+
+
 def _one_of(*choices):
     def convert(text):
         if text not in choices:
@@ -85,7 +103,25 @@ SETTINGS = (
     Setting("queue-backend", "QUEUE_BACKEND", "noop", _one_of("noop", "pubsub"),
             "Where accepted jobs go: noop (log them, deliver nothing) or pubsub."),
     Setting("pubsub-project", "PUBSUB_PROJECT", "", str,
-            "Google Cloud project of the Pub/Sub topics."),
+            "Google Cloud project of the Pub/Sub topics (required with "
+            "QUEUE_BACKEND=pubsub)."),
+    *(
+        Setting(f"pubsub-topic-{queue}", f"PUBSUB_TOPIC_{queue.upper()}",
+                f"jack-{queue}", _topic_name, f"Pub/Sub topic of the {queue} queue.")
+        for queue in ("immediate", "high", "medium", "low")
+    ),
+    Setting("pubsub-create-topics", "PUBSUB_CREATE_TOPICS", "false", _boolean,
+            "Create missing Pub/Sub topics at start (emulators, first runs); "
+            "otherwise a missing topic stops the start."),
+    Setting("pubsub-publish-timeout", "PUBSUB_PUBLISH_TIMEOUT", "10s", _positive_duration,
+            "How long Enqueue waits for Pub/Sub to confirm a job before "
+            "answering UNAVAILABLE (the client library's retries stop then too)."),
+    Setting("pubsub-max-outstanding", "PUBSUB_MAX_OUTSTANDING", "10000", _positive_int,
+            "Most jobs waiting for Pub/Sub at once; more get RESOURCE_EXHAUSTED."),
+    Setting("pubsub-max-outstanding-bytes", "PUBSUB_MAX_OUTSTANDING_BYTES", "100MiB",
+            _positive_size, "Most message bytes waiting for Pub/Sub at once."),
+    Setting("pubsub-batch-latency", "PUBSUB_BATCH_LATENCY", "10ms", parse_duration,
+            "How long the Pub/Sub client waits to fill a batch before sending it."),
     Setting("max-payload-bytes", "MAX_PAYLOAD_BYTES", "1MiB", _positive_size,
             "Largest job payload (bytes, or with a unit: KiB, MiB, GiB, KB, MB, GB)."),
     Setting("max-bulk-jobs", "MAX_BULK_JOBS", "1000", _positive_int,
@@ -122,6 +158,27 @@ class Options(usage.Options):
         super().__init__()
         self._environ = os.environ if environ is None else environ
 
+    def getUsage(self, width=None):
+        """
+        Twisted's usage text, with the options block laid out here: its
+        wrapping breaks words at hyphens ("jack- medium"), which would
+        garble topic names and defaults.
+        """
+        text = super().getUsage(width)
+        head, _, rest = text.partition("Options:\n")
+        _, _, tail = rest.partition("\n\n")
+        lines = ["Options:"]
+        flags = [("help", "Display this help and exit."),
+                 ("version", "Display Twisted version and exit.")]
+        entries = [(f"--{s.option}=", f"{s.help} [env {s.env}; default: "
+                    f"{s.default or 'unset'}]") for s in SETTINGS]
+        entries += [(f"--{name}", doc) for name, doc in flags]
+        for name, doc in sorted(entries):
+            wrapped = textwrap.wrap(doc, 72, break_on_hyphens=False, break_long_words=False)
+            lines.append(f"  {name}")
+            lines.extend(f"        {line}" for line in wrapped)
+        return head + "\n".join(lines) + "\n\n" + tail
+
     def postOptions(self):
         for setting in SETTINGS:
             text, source = self[setting.option], f"--{setting.option}"
@@ -154,7 +211,10 @@ class Options(usage.Options):
 # Implementations by name, imported only when chosen (so QUEUE_BACKEND=noop
 # never imports a broker's client).  None: named, but not built yet.
 STORES = {"memory": "jackd.storage.memory.MemoryConfigStore", "gcs": None}
-BACKENDS = {"noop": "jackd.backends.noop.NoopBackend", "pubsub": None}
+BACKENDS = {
+    "noop": "jackd.backends.noop.from_options",
+    "pubsub": "jackd.backends.pubsub.from_options",
+}
 
 
 def _load(table, name, setting):
@@ -211,12 +271,13 @@ def check_port_free(port: int) -> None:
             raise ConfigError(f"cannot listen on port {port}: {reason}") from None
 
 
-def build_service(options, reactor, store=None, backend=None):
+def build_service(options, reactor, store=None, backend=None, on_start_failure=None):
     """
     The service tree for parsed C{options}.
 
     @param store: an ``IConfigStore`` to use instead of the configured one.
     @param backend: an ``IQueueBackend`` to use instead of the configured one.
+    @param on_start_failure: see ``JackService``.
     @raise ConfigError: the configuration cannot work.
     """
     from jackd.admin import Admin
@@ -234,7 +295,9 @@ def build_service(options, reactor, store=None, backend=None):
         store = _load(STORES, kind, "config storage (GCS_BUCKET, --gcs-bucket)")()
     if backend is None:
         name = options["queue-backend"]
-        backend = _load(BACKENDS, name, "queue backend (QUEUE_BACKEND, --queue-backend)")()
+        backend = _load(BACKENDS, name, "queue backend (QUEUE_BACKEND, --queue-backend)")(
+            options, reactor
+        )
     check_port_free(options["grpc-port"])
 
     limits = options.limits()
@@ -253,7 +316,7 @@ def build_service(options, reactor, store=None, backend=None):
         grace=options["shutdown-grace"],
         max_receive_bytes=limits.grpc_receive_bytes(),
     )
-    root = JackService()
+    root = JackService(on_start_failure=on_start_failure)
     for name, child in [
         ("storage", store),
         ("backend", backend),
@@ -272,6 +335,31 @@ def makeService(options, reactor=None):
     A configuration that cannot work stops the start with one line.
     """
     try:
-        return build_service(options, reactor or install_reactor())
+        reactor = reactor or install_reactor()
+        return build_service(
+            options, reactor, on_start_failure=partial(_exit_after_stop, reactor)
+        )
     except ConfigError as error:
         raise SystemExit(f"twistd jack: {error}") from None
+
+
+def _exit_after_stop(reactor, error):
+    """
+    A child could not start (the log says why): stop what did start, and
+    make the process exit with status 1 once twistd has cleaned up (its pid
+    file included), so a supervisor sees the failure.  twistd itself has no
+    exit status of its own to set, hence the exit at interpreter shutdown.
+    """
+    import atexit
+
+    def exit_1():
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(1)
+
+    atexit.register(exit_1)
+    # Start-up runs before the reactor does; stop it once it runs.
+    reactor.callWhenRunning(reactor.stop)

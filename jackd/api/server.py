@@ -81,6 +81,7 @@ class GrpcServer(Service):
                 services=", ".join(names),
             )
         )
+        return self.started
 
     @inlineCallbacks
     def stopService(self):

@@ -117,6 +117,14 @@ class QueueBackendTestsMixin:
         for c, d in enumerate(calls):
             self.assertEqual(list((yield d)), [None] * (c + 1))
 
+    def test_validate(self):
+        """
+        C{validate} lets an ordinary job through on every queue (it raises
+        only for jobs the broker could never take).
+        """
+        for n, queue in enumerate(QUEUES):
+            self.assertIsNone(self.backend.validate(make_job(n, queue=queue)))
+
     @inlineCallbacks
     def test_check(self):
         """

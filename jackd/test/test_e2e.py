@@ -226,12 +226,12 @@ class StartErrorTests(TestCase):
         self.assertEqual(len(lines), 1, result.stderr)
         self.assertEqual(lines[0], message)
 
-    def test_backend_not_built(self):
-        """Asking for a backend that is not built yet stops the start with one line."""
+    def test_backend_needs_setting(self):
+        """The Pub/Sub backend without a project stops the start with one line."""
         self.assertOneLine(
             run_twistd(["jack", "--grpc-port", "0"], env={"QUEUE_BACKEND": "pubsub"}),
-            "twistd jack: queue backend (QUEUE_BACKEND, --queue-backend) 'pubsub' "
-            "is not in this version of Jack yet (available: noop)",
+            "twistd jack: QUEUE_BACKEND=pubsub needs PUBSUB_PROJECT "
+            "(--pubsub-project): the Google Cloud project of the topics",
         )
 
     def test_port_in_use(self):

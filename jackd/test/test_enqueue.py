@@ -195,6 +195,20 @@ class EnqueueTests(EnqueueTestCase):
             self.refused(self.request(), Unavailable).message, "queue backend unreachable"
         )
 
+    def test_backend_validates_before_accepting(self):
+        """
+        A job the backend could never take (its C{validate} raises) is
+        refused with that error before anything is published or held,
+        for a job due now and for one due later alike.
+        """
+        self.backend.invalid = lambda job: InvalidArgument("payload", "too big for the broker")
+        later = at(NOW_NS + 60 * 10**9)
+        for request in (self.request(), self.request(run_at=later)):
+            error = self.refused(request, InvalidArgument)
+            self.assertEqual(error.field, "payload")
+        self.assertEqual(self.backend.calls, [])
+        self.assertEqual(self.successResultOf(self.schedule.count()), 0)
+
     def test_waits_for_backend(self):
         """The answer waits until the backend confirmed the job."""
         from twisted.internet.defer import Deferred
@@ -244,6 +258,32 @@ class EnqueueBulkTests(EnqueueTestCase):
         self.assertEqual(self.backend.calls, [4])
         self.assertEqual([job.job_id for job in self.backend.published],
                          [job_id for job_id, _ in outcomes])
+
+    def test_backend_validates_each(self):
+        """
+        In a bulk, a job the backend's C{validate} refuses fails alone,
+        due now or later; its neighbours are published or held.
+        """
+        self.backend.invalid = lambda job: (
+            InvalidArgument("trace_id", "too long for the broker")
+            if job.trace_id == "bad" else None
+        )
+        later = at(NOW_NS + 60 * 10**9)
+        outcomes = self.successResultOf(
+            self.bulk(
+                self.request("charge", trace_id="bad"),
+                self.request("charge"),
+                self.request("report", run_at=later, trace_id="bad"),
+                self.request("report", run_at=later),
+            )
+        )
+        self.assertEqual(
+            [(bool(job_id), type(error).__name__) for job_id, error in outcomes],
+            [(False, "InvalidArgument"), (True, "NoneType"),
+             (False, "InvalidArgument"), (True, "NoneType")],
+        )
+        self.assertEqual([job.job_id for job in self.backend.published], [outcomes[1][0]])
+        self.assertEqual(self.successResultOf(self.schedule.count()), 1)
 
     def test_backend_refuses_some(self):
         """A job the backend refuses fails alone; its neighbours succeed."""

@@ -10,33 +10,16 @@ import subprocess
 import sys
 
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from jackd.test.sourcetree import findSourceTree
+from jackd.testing.services import missing as _missing
 
 ROOT = findSourceTree() or FilePath(__file__).parent().parent().parent()
 PROTO_DIR = ROOT.descendant(["proto", "jack"])
 JACK_DIR = ROOT.child("jack")
 
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
-
-
-def _servicesRequired():
-    """
-    Report whether C{JACK_REQUIRE_SERVICES} asks for a failure instead of a skip
-    when a tool is missing (C{.ci/run} sets it to C{1}).
-    """
-    return os.environ.get("JACK_REQUIRE_SERVICES", "") not in ("", "0")
-
-
-def _missing(testCase, reason):
-    """
-    Skip C{testCase} for C{reason}, or fail it when C{JACK_REQUIRE_SERVICES} is
-    set.
-    """
-    if _servicesRequired():
-        testCase.fail(f"{reason} (JACK_REQUIRE_SERVICES is set)")
-    raise SkipTest(reason)
 
 
 def _generatedNames(directory):

@@ -18,6 +18,15 @@ DEFAULTS = {
     "gcs-prefix": "",
     "queue-backend": "noop",
     "pubsub-project": "",
+    "pubsub-topic-immediate": "jack-immediate",
+    "pubsub-topic-high": "jack-high",
+    "pubsub-topic-medium": "jack-medium",
+    "pubsub-topic-low": "jack-low",
+    "pubsub-create-topics": False,
+    "pubsub-publish-timeout": 10.0,
+    "pubsub-max-outstanding": 10000,
+    "pubsub-max-outstanding-bytes": 100 * 1024 * 1024,
+    "pubsub-batch-latency": 0.01,
     "max-payload-bytes": 1048576,
     "max-bulk-jobs": 1000,
     "max-bulk-bytes": 10485760,
@@ -33,14 +42,25 @@ def parsed_options(argv=(), environ=None):
     return options
 
 
-def parse(argv=(), environ=None):
-    return dict(parsed_options(argv, environ))
+def parse(argv=(), environ=None, keys=DEFAULTS):
+    """
+    The parsed settings named in C{keys} (settings other tests own are
+    checked there, so adding one does not touch every test here).
+    """
+    options = parsed_options(argv, environ)
+    return {key: options[key] for key in keys}
 
 
 class OptionsTests(SynchronousTestCase):
     def test_defaults(self):
         """With no options and an empty environment every setting has its default."""
         self.assertEqual(parse(), DEFAULTS)
+
+    def test_every_setting_parsed(self):
+        """Every setting is an option of its own, and its default parses."""
+        self.assertEqual(
+            set(parsed_options()), {setting.option for setting in SETTINGS}
+        )
 
     def test_environment(self):
         """Each setting is read from the environment variable of its name."""
@@ -56,23 +76,33 @@ class OptionsTests(SynchronousTestCase):
             "DRAIN_DELAY": "500ms",
             "SHUTDOWN_GRACE": "1m",
             "HEALTH_INTERVAL": "2s",
+            "PUBSUB_TOPIC_IMMEDIATE": "now-jobs",
+            "PUBSUB_CREATE_TOPICS": "true",
+            "PUBSUB_PUBLISH_TIMEOUT": "3s",
+            "PUBSUB_MAX_OUTSTANDING": "50",
+            "PUBSUB_MAX_OUTSTANDING_BYTES": "1KiB",
+            "PUBSUB_BATCH_LATENCY": "250ms",
         }
-        self.assertEqual(
-            parse(environ=environ),
-            {
-                "grpc-port": 6000,
-                "gcs-bucket": "b",
-                "gcs-prefix": "jack/",
-                "queue-backend": "pubsub",
-                "pubsub-project": "p",
-                "max-payload-bytes": 2048,
-                "max-bulk-jobs": 10,
-                "max-bulk-bytes": 1000000,
-                "drain-delay": 0.5,
-                "shutdown-grace": 60.0,
-                "health-interval": 2.0,
-            },
-        )
+        expected = {
+            "grpc-port": 6000,
+            "gcs-bucket": "b",
+            "gcs-prefix": "jack/",
+            "queue-backend": "pubsub",
+            "pubsub-project": "p",
+            "max-payload-bytes": 2048,
+            "max-bulk-jobs": 10,
+            "max-bulk-bytes": 1000000,
+            "drain-delay": 0.5,
+            "shutdown-grace": 60.0,
+            "health-interval": 2.0,
+            "pubsub-topic-immediate": "now-jobs",
+            "pubsub-create-topics": True,
+            "pubsub-publish-timeout": 3.0,
+            "pubsub-max-outstanding": 50,
+            "pubsub-max-outstanding-bytes": 1024,
+            "pubsub-batch-latency": 0.25,
+        }
+        self.assertEqual(parse(environ=environ, keys=expected), expected)
 
     def test_option_beats_environment(self):
         """A command-line option wins over the environment variable."""
@@ -132,16 +162,56 @@ class BuildServiceTests(SynchronousTestCase):
             [child.name for child in root], ["storage", "backend", "scheduler", "grpc", "health"]
         )
 
-    def test_backend_not_built(self):
-        """Asking for the Pub/Sub backend (not built yet) is a ConfigError naming it."""
+    def test_pubsub_needs_project(self):
+        """QUEUE_BACKEND=pubsub without PUBSUB_PROJECT is a ConfigError naming it."""
         error = self.assertRaises(
             ConfigError, self.build, ["--grpc-port", "0", "--queue-backend", "pubsub"]
         )
         self.assertEqual(
             str(error),
-            "queue backend (QUEUE_BACKEND, --queue-backend) 'pubsub' is not in "
-            "this version of Jack yet (available: noop)",
+            "QUEUE_BACKEND=pubsub needs PUBSUB_PROJECT (--pubsub-project): the "
+            "Google Cloud project of the topics",
         )
+
+    def test_pubsub_backend(self):
+        """
+        QUEUE_BACKEND=pubsub builds the Pub/Sub backend with the topics the
+        options name (the defaults where none is named).
+        """
+        from jackd.backends.pubsub import PubSubBackend
+
+        root = self.build(
+            ["--grpc-port", "0", "--pubsub-project", "proj", "--pubsub-topic-high", "urgent"],
+            {"QUEUE_BACKEND": "pubsub"},
+        )
+        backend = root.getServiceNamed("backend")
+        self.assertIsInstance(backend, PubSubBackend)
+        self.assertEqual(
+            sorted(backend.topics.values()),
+            [
+                "projects/proj/topics/jack-immediate",
+                "projects/proj/topics/jack-low",
+                "projects/proj/topics/jack-medium",
+                "projects/proj/topics/urgent",
+            ],
+        )
+
+    def test_bad_topic_name(self):
+        """A topic name Pub/Sub would refuse is a usage error naming the option."""
+        for name in ("ab", "1abc", "goog-jobs", "with space", "a" * 256):
+            error = self.assertRaises(
+                usage.UsageError, parsed_options, ["--pubsub-topic-low", name]
+            )
+            self.assertIn("--pubsub-topic-low", str(error))
+            self.assertIn("is not a Pub/Sub topic name", str(error))
+
+    def test_boolean(self):
+        """PUBSUB_CREATE_TOPICS reads the usual spellings of true and false."""
+        for text, value in [("true", True), ("1", True), ("YES", True), ("off", False),
+                            ("false", False), ("0", False)]:
+            options = parsed_options([], {"PUBSUB_CREATE_TOPICS": text})
+            self.assertIs(options["pubsub-create-topics"], value)
+        self.assertRaises(usage.UsageError, parsed_options, [], {"PUBSUB_CREATE_TOPICS": "maybe"})
 
     def test_storage_not_built(self):
         """Setting GCS_BUCKET (GCS storage is not built yet) is a ConfigError."""
@@ -158,7 +228,7 @@ class BuildServiceTests(SynchronousTestCase):
         with self.assertRaises(SystemExit) as caught:
             makeService(options)
         message = str(caught.exception.code)
-        self.assertTrue(message.startswith("twistd jack: queue backend (QUEUE_BACKEND"))
+        self.assertTrue(message.startswith("twistd jack: QUEUE_BACKEND=pubsub needs"))
         self.assertNotIn("\n", message)
 
 

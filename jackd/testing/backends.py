@@ -23,6 +23,8 @@ class RecordingBackend(Service):
     @ivar fail_with: C{None}, or an exception every publish call fails with
         as a whole (a broken connection rather than a refused job).
     @ivar healthy: what L{check} answers.
+    @ivar invalid: C{None}, or a callable taking a job and returning the
+        ``JackError`` that L{validate} raises for it (or C{None}).
     """
 
     description = "recording (tests only: keeps jobs in memory)"
@@ -34,6 +36,12 @@ class RecordingBackend(Service):
         self.gate = None
         self.fail_with = None
         self.healthy = True
+        self.invalid = None
+
+    def validate(self, job):
+        error = self.invalid(job) if self.invalid is not None else None
+        if error is not None:
+            raise error
 
     def publish(self, jobs):
         jobs = list(jobs)
@@ -43,7 +51,8 @@ class RecordingBackend(Service):
         if self.gate is None:
             return succeed(self._accept(jobs))
         d = Deferred()
-        self.gate.addCallback(lambda result: (d.callback(self._accept(jobs)), result)[1])
+        # Fired with callback or errback, the gate releases the publish.
+        self.gate.addBoth(lambda result: (d.callback(self._accept(jobs)), result)[1])
         return d
 
     def _accept(self, jobs):

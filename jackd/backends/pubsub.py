@@ -1,0 +1,426 @@
+"""
+The Google Cloud Pub/Sub queue backend: the production path.
+
+Each job is published, through the official ``google-cloud-pubsub``
+``PublisherClient``, to the topic of its queue.  The message body is the
+``jack.Job`` envelope (protobuf binary); the routing fields are message
+attributes, so a subscription can filter on them.
+
+Threads: the client publishes from threads of its own and completes its
+futures there.  Nothing here touches reactor state from those threads:
+completions hop to the reactor with ``callFromThread``, and the client's
+blocking calls (topic checks, ``stop``) run through ``deferToThread``.
+"""
+
+from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as api_retry
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from jack.job_pb2 import Queue
+from jackd.backends.noop import queue_name
+from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
+from jackd.interfaces import IQueueBackend
+
+# Pub/Sub's own limits, which the client library does not check (the
+# attribute ones) or checks only by raising from publish() (the size).
+MAX_PUBLISH_REQUEST_BYTES = 10_000_000
+MAX_ATTRIBUTES = 100
+MAX_ATTRIBUTE_KEY_BYTES = 256
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
+
+QUEUES = (Queue.QUEUE_IMMEDIATE, Queue.QUEUE_HIGH, Queue.QUEUE_MEDIUM, Queue.QUEUE_LOW)
+DEFAULT_TOPICS = {queue: f"jack-{queue_name(queue)}" for queue in QUEUES}
+
+# The errors the library retries by default, until our publish timeout.
+_RETRYABLE = (
+    api_exceptions.Aborted,
+    api_exceptions.Cancelled,
+    api_exceptions.DeadlineExceeded,
+    api_exceptions.InternalServerError,
+    api_exceptions.ResourceExhausted,
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.Unknown,
+)
+
+# A health check or topic check gives up after this many seconds at most.
+CHECK_TIMEOUT = 5.0
+
+
+def attributes_of(job) -> dict:
+    """
+    The message attributes of C{job}: the consumer contract in the README.
+    """
+    attributes = {
+        "job_id": job.job_id,
+        "producer_id": job.producer_id,
+        "job_type": job.job_type,
+        "queue": queue_name(job.queue),
+        "enqueued_at": job.enqueued_at.ToJsonString(),
+        "run_at": job.run_at.ToJsonString(),
+        "max_retries": str(job.max_retries),
+    }
+    if job.trace_id:
+        attributes["trace_id"] = job.trace_id
+    return attributes
+
+
+def check_message(topic_path, data, attributes) -> None:
+    """
+    Refuse a message real Pub/Sub would refuse.
+
+    @raise InvalidArgument: over the request size or an attribute limit;
+        the field is the attribute (for ``trace_id``, the request field of
+        the same name) or ``payload``.
+    """
+    from google.pubsub_v1.types import PublishRequest, PubsubMessage
+
+    if len(attributes) > MAX_ATTRIBUTES:
+        raise InvalidArgument(
+            "attributes",
+            f"are {len(attributes)}; Pub/Sub allows at most {MAX_ATTRIBUTES}",
+        )
+    for key, value in attributes.items():
+        key_bytes = len(key.encode("utf-8"))
+        if key_bytes > MAX_ATTRIBUTE_KEY_BYTES:
+            raise InvalidArgument(
+                key, f"is a {key_bytes}-byte attribute name; Pub/Sub allows at "
+                f"most {MAX_ATTRIBUTE_KEY_BYTES} bytes",
+            )
+        value_bytes = len(value.encode("utf-8"))
+        if value_bytes > MAX_ATTRIBUTE_VALUE_BYTES:
+            raise InvalidArgument(
+                key, f"is {value_bytes} bytes as a message attribute; Pub/Sub "
+                f"allows at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes",
+            )
+    message = PubsubMessage.pb()(data=data, attributes=attributes)
+    size = PublishRequest.pb()(topic=topic_path, messages=[message]).ByteSize()
+    if size > MAX_PUBLISH_REQUEST_BYTES:
+        raise InvalidArgument(
+            "payload",
+            f"makes a {size}-byte Pub/Sub message with its attributes; Pub/Sub "
+            f"accepts at most {MAX_PUBLISH_REQUEST_BYTES} bytes",
+        )
+
+
+@implementer(IQueueBackend)
+class PubSubBackend(Service):
+    """
+    @param project: the Google Cloud project of the topics.
+    @param topics: topic name (not path) per queue; L{DEFAULT_TOPICS} when
+        C{None}.
+    @param create_topics: create missing topics at start (and when a
+        health check finds one gone) instead of refusing to start.
+    @param publish_timeout: seconds after which a publish Pub/Sub has not
+        confirmed answers ``Unavailable``; the library's retries stop then.
+    @param max_outstanding: the most jobs waiting for Pub/Sub at once;
+        more are refused with ``ResourceExhausted``.
+    @param max_outstanding_bytes: the same bound, in message bytes.
+    @param batch_latency: seconds the client waits to fill a batch.
+    @param reactor: the reactor (timers and thread hops).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        project,
+        reactor,
+        topics=None,
+        create_topics=False,
+        publish_timeout=10.0,
+        max_outstanding=10_000,
+        max_outstanding_bytes=100 * 1024 * 1024,
+        batch_latency=0.01,
+    ):
+        self.project = project
+        self._reactor = reactor
+        self._topics = {
+            queue: f"projects/{project}/topics/{name}"
+            for queue, name in (topics or DEFAULT_TOPICS).items()
+        }
+        self._create_topics = create_topics
+        self._publish_timeout = publish_timeout
+        self._max_outstanding = max_outstanding
+        self._max_outstanding_bytes = max_outstanding_bytes
+        self._batch_latency = batch_latency
+        self._publisher = None
+        self._outstanding = 0
+        self._outstanding_bytes = 0
+        # Deferreds that fire when the client finished a publish (confirmed
+        # or failed): shutdown waits for all of them.
+        self._in_flight = set()
+        # Topics a publisher-only account may not read (warned once).
+        self._unreadable = set()
+        # Why the last health check found Pub/Sub unusable (None: usable).
+        self._problem = None
+        self.description = (
+            f"Google Cloud Pub/Sub (project {project}, topics "
+            + ", ".join(path.rsplit("/", 1)[1] for path in self._topics.values())
+            + ")"
+        )
+
+    @property
+    def topics(self) -> dict:
+        """Topic path per queue."""
+        return dict(self._topics)
+
+    # Start and stop.
+
+    def startService(self):
+        super().startService()
+        return self._start()
+
+    @inlineCallbacks
+    def _start(self):
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import pubsub_v1
+
+        # Made here, after twistd's fork: gRPC must not start before it.
+        try:
+            self._publisher = pubsub_v1.PublisherClient(
+                batch_settings=pubsub_v1.types.BatchSettings(
+                    max_latency=self._batch_latency
+                ),
+            )
+        except DefaultCredentialsError as error:
+            raise ConfigError(f"Pub/Sub: no Google credentials: {_first_line(error)}")
+        self._retry = api_retry.Retry(
+            initial=0.1,
+            maximum=min(5.0, self._publish_timeout),
+            multiplier=2,
+            predicate=api_retry.if_exception_type(*_RETRYABLE),
+            timeout=self._publish_timeout,
+        )
+        created, problem = yield deferToThread(self._check_topics)
+        if problem is not None:
+            raise ConfigError(f"Pub/Sub: {problem}")
+        self._log_created(created)
+
+    def _log_created(self, created):
+        for path in created:
+            self._log.warn("Pub/Sub topic {topic} did not exist: created it", topic=path)
+
+    def _check_topics(self):
+        """
+        Check every topic exists (in a thread, blocking); create the missing
+        ones when told to.  A topic the account may not read (a
+        publisher-only account) counts as there: Pub/Sub answered.
+
+        @return: C{(created, problem)}: the paths of the topics created, and
+            why Jack cannot publish (C{None} when it can).
+        """
+        created = []
+        for queue, path in self._topics.items():
+            try:
+                self._publisher.get_topic(
+                    request={"topic": path}, timeout=CHECK_TIMEOUT, retry=None
+                )
+            except api_exceptions.NotFound:
+                if not self._create_topics:
+                    return created, (
+                        f"topic {path} (queue {queue_name(queue)}) does not exist: "
+                        "create it, or start Jack with --pubsub-create-topics"
+                    )
+                try:
+                    self._publisher.create_topic(
+                        request={"name": path}, timeout=CHECK_TIMEOUT, retry=None
+                    )
+                except api_exceptions.AlreadyExists:
+                    continue  # another replica made it a moment ago
+                except api_exceptions.GoogleAPICallError as error:
+                    return created, f"cannot create topic {path}: {_first_line(error)}"
+                created.append(path)
+            except api_exceptions.PermissionDenied:
+                if path not in self._unreadable:
+                    self._unreadable.add(path)
+                    self._log.warn(
+                        "Pub/Sub: may not read topic {topic} (a publisher-only "
+                        "account?): cannot check that it exists; publishing will tell",
+                        topic=path,
+                    )
+            except api_exceptions.GoogleAPICallError as error:
+                return created, f"cannot reach {path}: {_first_line(error)}"
+        return created, None
+
+    @inlineCallbacks
+    def stopService(self):
+        super().stopService()
+        if self._publisher is None:
+            return
+        waiting = len(self._in_flight)
+        self._log.info(
+            "Flushing the Pub/Sub publisher: {count} job(s) in flight", count=waiting
+        )
+        # stop() sends what is batched and refuses later publishes; the
+        # futures say when each message is confirmed or failed for good.
+        yield deferToThread(self._publisher.stop)
+        yield DeferredList(list(self._in_flight))
+        publisher, self._publisher = self._publisher, None
+        yield deferToThread(publisher.transport.close)
+        self._log.info("Pub/Sub publisher flushed")
+
+    # IQueueBackend.
+
+    def validate(self, job):
+        check_message(self._topics[job.queue], job.SerializeToString(), attributes_of(job))
+
+    def publish(self, jobs):
+        return DeferredList(
+            [self._publish_one(job) for job in jobs], consumeErrors=True
+        ).addCallback(lambda results: [outcome for _, outcome in results])
+
+    def _publish_one(self, job) -> Deferred:
+        """
+        @return: Deferred firing with C{None} once Pub/Sub returned a
+            message id, or with the ``JackError`` that refused the job.
+        """
+        topic = self._topics[job.queue]
+        data = job.SerializeToString()
+        attributes = attributes_of(job)
+        try:
+            check_message(topic, data, attributes)
+        except InvalidArgument as error:
+            return _fired(error)
+        if self._publisher is None or not self.running:
+            return _fired(Unavailable("the Pub/Sub backend is not running"))
+        size = len(data)
+        if (
+            self._outstanding + 1 > self._max_outstanding
+            or self._outstanding_bytes + size > self._max_outstanding_bytes
+        ):
+            return _fired(
+                ResourceExhausted(
+                    f"{self._outstanding} jobs ({self._outstanding_bytes} bytes) are "
+                    "already waiting for Pub/Sub, the most this Jack holds "
+                    "(PUBSUB_MAX_OUTSTANDING, PUBSUB_MAX_OUTSTANDING_BYTES); retry later"
+                )
+            )
+        try:
+            future = self._publisher.publish(
+                topic, data, retry=self._retry, timeout=self._publish_timeout, **attributes
+            )
+        except RuntimeError:  # stop() already ran: Jack is shutting down
+            return _fired(Unavailable("Jack is shutting down: retry on another replica"))
+        self._outstanding += 1
+        self._outstanding_bytes += size
+        done = Deferred()
+        self._in_flight.add(done)
+        # Runs on a client thread (or here, if already done): hop.
+        future.add_done_callback(
+            lambda f: self._reactor.callFromThread(done.callback, f)
+        )
+        done.addCallback(self._finished, size, job)
+        done.addBoth(_passing(self._in_flight.discard, done))
+
+        # The answer: the publish's outcome, or Unavailable once the timeout
+        # passes (the client may still deliver it: the outcome is unknown).
+        answer = Deferred()
+        timer = self._reactor.callLater(self._publish_timeout, self._timed_out, answer)
+
+        def answered(outcome):
+            if timer.active():
+                timer.cancel()
+            if not answer.called:
+                answer.callback(outcome)
+
+        done.addCallback(answered)
+        return answer
+
+    def _finished(self, future, size, job):
+        self._outstanding -= 1
+        self._outstanding_bytes -= size
+        error = future.exception()
+        if error is None:
+            return None
+        return self._error_for(error, job)
+
+    def _error_for(self, error, job):
+        if isinstance(error, api_exceptions.InvalidArgument):
+            return InvalidArgument("job", f"refused by Pub/Sub: {_first_line(error)}")
+        if isinstance(error, (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)):
+            reason = _first_line(error)
+        else:
+            self._log.error(
+                "Unexpected error publishing {job_id} to Pub/Sub: {error!r}",
+                job_id=job.job_id,
+                error=error,
+            )
+            reason = type(error).__name__
+        return Unavailable(
+            f"Pub/Sub did not confirm the job ({reason}); it may still be "
+            "delivered: retry, and let consumers dedupe on job_id"
+        )
+
+    def _timed_out(self, answer):
+        answer.callback(
+            Unavailable(
+                f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
+                "it may still be delivered: retry, and let consumers dedupe on job_id"
+            )
+        )
+
+    def check(self):
+        if self._publisher is None:
+            return _fired(False)
+        d = deferToThread(self._check_topics)
+        d.addCallback(self._checked)
+        return d
+
+    def _checked(self, result):
+        created, problem = result
+        self._log_created(created)
+        if problem != self._problem:
+            self._problem = problem
+            if problem is not None:
+                self._log.warn("Pub/Sub cannot take jobs: {problem}", problem=problem)
+            else:
+                self._log.info("Pub/Sub takes jobs again")
+        return problem is None
+
+
+def _passing(f, *args):
+    """A callback that calls C{f(*args)} and passes its result on."""
+
+    def callback(result):
+        f(*args)
+        return result
+
+    return callback
+
+
+def _fired(outcome) -> Deferred:
+    d = Deferred()
+    d.callback(outcome)
+    return d
+
+
+def _first_line(error) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def from_options(options, reactor):
+    """
+    The backend for ``QUEUE_BACKEND=pubsub``, from twistd's options.
+
+    @raise ConfigError: PUBSUB_PROJECT is unset.
+    """
+    if not options["pubsub-project"]:
+        raise ConfigError(
+            "QUEUE_BACKEND=pubsub needs PUBSUB_PROJECT (--pubsub-project): the "
+            "Google Cloud project of the topics"
+        )
+    return PubSubBackend(
+        options["pubsub-project"],
+        reactor,
+        topics={queue: options[f"pubsub-topic-{queue_name(queue)}"] for queue in QUEUES},
+        create_topics=options["pubsub-create-topics"],
+        publish_timeout=options["pubsub-publish-timeout"],
+        max_outstanding=options["pubsub-max-outstanding"],
+        max_outstanding_bytes=options["pubsub-max-outstanding-bytes"],
+        batch_latency=options["pubsub-batch-latency"],
+    )

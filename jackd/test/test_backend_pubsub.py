@@ -1,0 +1,387 @@
+"""
+Tests for L{jackd.backends.pubsub} against Google's Pub/Sub emulator,
+through the official client library (started once per test run).
+"""
+
+import os
+import threading
+
+from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.threads import deferToThread
+from twisted.trial import unittest
+
+from jack.job_pb2 import Job, Queue
+from jackd.backends.pubsub import (
+    DEFAULT_TOPICS,
+    MAX_PUBLISH_REQUEST_BYTES,
+    PubSubBackend,
+    attributes_of,
+    check_message,
+)
+from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
+from jackd.test.backend_mixin import QUEUES, QueueBackendTestsMixin, make_job
+from jackd.testing.pubsub import PubSubEmulator, shared_emulator, unique
+
+
+def _point_client_at(testCase, emulator):
+    """Set PUBSUB_EMULATOR_HOST (read when a client is made) for this test."""
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
+
+    def restore():
+        if previous is None:
+            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        else:
+            os.environ["PUBSUB_EMULATOR_HOST"] = previous
+
+    testCase.addCleanup(restore)
+
+
+def _topics(prefix):
+    """Topic names of this test's own, one per queue."""
+    name = unique(prefix)
+    return {queue: f"{name}-{DEFAULT_TOPICS[queue]}" for queue in QUEUES}
+
+
+class PubSubBackendTests(QueueBackendTestsMixin, unittest.TestCase):
+    """
+    L{PubSubBackend} passes the ``IQueueBackend`` conformance suite.
+    """
+
+    def make_backend(self):
+        emulator = shared_emulator(self)
+        _point_client_at(self, emulator)
+        return PubSubBackend(
+            emulator.project, reactor, topics=_topics("conf"), create_topics=True
+        )
+
+
+class PubSubDeliveryTests(unittest.TestCase):
+    """
+    What reaches the topics: body, attributes, topic per queue; and the
+    limits, timeouts and bounds of the backend.
+    """
+
+    def setUp(self):
+        self.emulator = shared_emulator(self)
+        _point_client_at(self, self.emulator)
+        self.topics = _topics("delivery")
+
+    @inlineCallbacks
+    def started(self, **kwargs):
+        kwargs.setdefault("topics", self.topics)
+        kwargs.setdefault("create_topics", True)
+        backend = PubSubBackend(self.emulator.project, reactor, **kwargs)
+        yield backend.startService()
+        self.addCleanup(lambda: backend.running and backend.stopService())
+        return backend
+
+    def subscribe(self, queue):
+        """A subscription of its own on C{queue}'s topic."""
+        subscription = unique("sub")
+        self.emulator.create_subscription(self.topics[queue], subscription)
+        return subscription
+
+    @inlineCallbacks
+    def test_body_and_attributes(self):
+        """
+        Each job goes to its queue's topic with the ``jack.Job`` envelope
+        as body and the routing fields as attributes (RFC 3339 times with
+        ``Z``; ``trace_id`` only when set).
+        """
+        backend = yield self.started()
+        subscriptions = {queue: self.subscribe(queue) for queue in QUEUES}
+        jobs = [make_job(n, queue=queue) for n, queue in enumerate(QUEUES)]
+        untraced = make_job(9, queue=Queue.QUEUE_LOW)
+        untraced.trace_id = ""
+        outcomes = yield backend.publish([*jobs, untraced])
+        self.assertEqual(outcomes, [None] * 5)
+        for queue, subscription in subscriptions.items():
+            expected = [job for job in [*jobs, untraced] if job.queue == queue]
+            received = yield deferToThread(self.emulator.pull, subscription, len(expected))
+            self.assertEqual(len(received), len(expected))
+            for (_, message), job in zip(
+                sorted(received, key=lambda r: r[1].message.attributes["job_id"]), expected
+            ):
+                self.assertEqual(Job.FromString(message.message.data), job)
+                self.assertEqual(dict(message.message.attributes), attributes_of(job))
+        self.assertEqual(
+            attributes_of(jobs[1]),
+            {
+                "job_id": "job_00000000000000000000000001",
+                "producer_id": "prod_test",
+                "job_type": "send",
+                "queue": "high",
+                "enqueued_at": "2023-11-14T22:13:20.000000001Z",
+                "run_at": "2023-11-14T22:13:20.000000001Z",
+                "max_retries": "3",
+                "trace_id": "trace-1",
+            },
+        )
+        self.assertNotIn("trace_id", attributes_of(untraced))
+
+    @inlineCallbacks
+    def test_outcomes_on_reactor_thread(self):
+        """
+        The client completes its futures on threads of its own; the
+        backend's Deferreds fire on the reactor's thread.
+        """
+        backend = yield self.started()
+        threads = []
+        d = backend.publish([make_job(1)])
+        d.addCallback(lambda outcomes: threads.append(threading.current_thread()))
+        yield d
+        self.assertEqual(threads, [threading.main_thread()])
+
+    @inlineCallbacks
+    def test_limits_refused_before_publishing(self):
+        """
+        A job Pub/Sub would refuse (over 10,000,000 bytes with its
+        attributes, or an attribute value over 1024 bytes) is refused by
+        C{validate} and by C{publish} with ``InvalidArgument`` naming the
+        field, and nothing of it reaches the topic; its neighbours do.
+        """
+        backend = yield self.started()
+        subscription = self.subscribe(Queue.QUEUE_MEDIUM)
+        huge = make_job(1)
+        huge.payload = b"x" * MAX_PUBLISH_REQUEST_BYTES
+        traced = make_job(2)
+        traced.trace_id = "t" * 1025
+        fine = make_job(3)
+        for job, field in ((huge, "payload"), (traced, "trace_id")):
+            error = self.assertRaises(InvalidArgument, backend.validate, job)
+            self.assertEqual(error.field, field)
+        backend.validate(fine)
+        outcomes = yield backend.publish([huge, traced, fine])
+        self.assertIsInstance(outcomes[0], InvalidArgument)
+        self.assertIsInstance(outcomes[1], InvalidArgument)
+        self.assertIsNone(outcomes[2])
+        received = yield deferToThread(self.emulator.pull, subscription, 1)
+        self.assertEqual(
+            [Job.FromString(m.message.data).job_id for _, m in received], [fine.job_id]
+        )
+
+    @inlineCallbacks
+    def test_bounded_outstanding(self):
+        """
+        Past C{max_outstanding} jobs waiting for Pub/Sub, more are refused
+        with ``ResourceExhausted`` at once; those within the bound are
+        published, and the bound frees up after.
+        """
+        backend = yield self.started(max_outstanding=2, batch_latency=1.0)
+        first = backend.publish([make_job(1), make_job(2), make_job(3)])
+        self.assertTrue(first.called is False)
+        outcomes = yield first
+        self.assertEqual(outcomes[:2], [None, None])
+        self.assertIsInstance(outcomes[2], ResourceExhausted)
+        self.assertEqual((yield backend.publish([make_job(4)])), [None])
+
+    @inlineCallbacks
+    def test_bounded_outstanding_bytes(self):
+        """The bound counts message bytes too."""
+        backend = yield self.started(max_outstanding_bytes=200, batch_latency=0.5)
+        outcomes = yield backend.publish([make_job(1), make_job(2), make_job(3)])
+        self.assertEqual(outcomes[0], None)
+        self.assertIsInstance(outcomes[-1], ResourceExhausted)
+
+    @inlineCallbacks
+    def test_missing_topic_stops_start(self):
+        """
+        Without C{create_topics}, a missing topic fails the start with a
+        ``ConfigError`` naming it and the option that would create it.
+        """
+        backend = PubSubBackend(self.emulator.project, reactor, topics=self.topics)
+        error = yield self.assertFailure(backend.startService(), ConfigError)
+        self.assertIn(f"topics/{self.topics[Queue.QUEUE_IMMEDIATE]}", str(error))
+        self.assertIn("does not exist", str(error))
+        self.assertIn("--pubsub-create-topics", str(error))
+        yield backend.stopService()
+
+    @inlineCallbacks
+    def test_existing_topics_start(self):
+        """Topics that exist are used as they are."""
+        yield deferToThread(self.emulator.create_topics, self.topics.values())
+        backend = yield self.started(create_topics=False)
+        self.assertEqual((yield backend.publish([make_job(1)])), [None])
+
+    @inlineCallbacks
+    def test_check_recreates_topic(self):
+        """
+        With C{create_topics}, a health check that finds a topic gone
+        creates it again and reports healthy; without, it reports
+        unhealthy.
+        """
+        backend = yield self.started()
+        path = backend.topics[Queue.QUEUE_LOW]
+        publisher = self.emulator.publisher()
+        yield deferToThread(publisher.delete_topic, request={"topic": path})
+        self.assertIs((yield backend.check()), True)
+        yield deferToThread(publisher.get_topic, request={"topic": path})
+
+        strict = yield self.started(topics=_topics("strict"))
+        yield deferToThread(
+            publisher.delete_topic, request={"topic": strict.topics[Queue.QUEUE_LOW]}
+        )
+        strict._create_topics = False
+        self.assertIs((yield strict.check()), False)
+
+    @inlineCallbacks
+    def test_stop_refuses_later_publishes(self):
+        """After stop, a publish is refused with ``Unavailable``, not lost."""
+        backend = yield self.started()
+        yield backend.stopService()
+        [outcome] = yield backend.publish([make_job(1)])
+        self.assertIsInstance(outcome, Unavailable)
+
+
+class UnreachableTests(unittest.TestCase):
+    """
+    Pub/Sub that does not answer: calls end within the publish timeout.
+    """
+
+    def setUp(self):
+        shared_emulator(self)  # skips without gcloud, like the others
+        from jackd.testing.daemon import free_port
+
+        self.host = f"127.0.0.1:{free_port()}"  # nothing listens there
+        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.host
+        self.addCleanup(
+            lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
+            if previous
+            else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        )
+
+    @inlineCallbacks
+    def test_start_fails_clearly(self):
+        """Unreachable at start: a ``ConfigError`` saying it cannot reach it."""
+        backend = PubSubBackend("jack-test", reactor, create_topics=True)
+        error = yield self.assertFailure(backend.startService(), ConfigError)
+        self.assertIn("cannot reach", str(error))
+        self.assertNotIn("\n", str(error))
+        yield backend.stopService()
+
+
+
+class OutageTests(unittest.TestCase):
+    """
+    Pub/Sub going away while Jack runs, on an emulator of this test's own:
+    calls end within the publish timeout with ``Unavailable``, health goes
+    false, and both recover by themselves when Pub/Sub is back.
+    """
+
+    @inlineCallbacks
+    def test_outage_and_recovery(self):
+        shared_emulator(self)  # skips without gcloud, like the others
+        emulator = PubSubEmulator()
+        yield deferToThread(emulator.start)
+        self.addCleanup(deferToThread, emulator.stop)
+        _point_client_at(self, emulator)
+        backend = PubSubBackend(
+            emulator.project, reactor, topics=_topics("outage"), create_topics=True,
+            publish_timeout=2.0,
+        )
+        yield backend.startService()
+        self.addCleanup(lambda: backend.running and backend.stopService())
+        self.assertEqual((yield backend.publish([make_job(1)])), [None])
+
+        yield deferToThread(emulator.stop)
+        started = reactor.seconds()
+        [outcome] = yield backend.publish([make_job(2)])
+        self.assertIsInstance(outcome, Unavailable)
+        self.assertIn("may still be delivered", str(outcome))
+        self.assertLess(reactor.seconds() - started, 2.0 + 3.0)
+        self.assertIs((yield backend.check()), False)
+
+        # The emulator comes back empty: the check makes the topics again.
+        yield deferToThread(emulator.start)
+        self.assertIs((yield backend.check()), True)
+        subscription = unique("back")
+        yield deferToThread(
+            emulator.create_subscription,
+            backend.topics[Queue.QUEUE_MEDIUM].rsplit("/", 1)[1],
+            subscription,
+        )
+        self.assertEqual((yield backend.publish([make_job(3)])), [None])
+        received = yield deferToThread(emulator.pull, subscription, 1)
+        self.assertEqual(
+            [Job.FromString(m.message.data).job_id for _, m in received],
+            [make_job(3).job_id],
+        )
+
+
+class PublishOnlyAccountTests(unittest.TestCase):
+    """
+    An account that may publish but not read topic metadata (real Pub/Sub
+    answers PERMISSION_DENIED to GetTopic): a warning, not a refusal.
+    """
+
+    @inlineCallbacks
+    def test_starts_with_warning_and_publishes(self):
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+
+        from jackd.testing.pubsub_fake import PublishOnlyPubSub
+
+        fake = PublishOnlyPubSub()
+        fake.start()
+        self.addCleanup(fake.stop)
+        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+        os.environ["PUBSUB_EMULATOR_HOST"] = fake.host
+        self.addCleanup(
+            lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
+            if previous
+            else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+        )
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        backend = PubSubBackend("proj", reactor)
+        yield backend.startService()
+        self.addCleanup(lambda: backend.running and backend.stopService())
+        self.assertIs((yield backend.check()), True)
+        warnings = [
+            formatEvent(e) for e in observer
+            if e["log_level"] == LogLevel.warn and "may not read topic" in formatEvent(e)
+        ]
+        self.assertEqual(len(warnings), 4)  # one per topic, not again at each check
+        self.assertIn("projects/proj/topics/jack-high", " ".join(warnings))
+        job = make_job(1, queue=Queue.QUEUE_HIGH)
+        self.assertEqual((yield backend.publish([job])), [None])
+        [(topic, message)] = fake.published
+        self.assertEqual(topic, "projects/proj/topics/jack-high")
+        self.assertEqual(Job.FromString(message.data), job)
+
+
+class CheckMessageTests(unittest.SynchronousTestCase):
+    """The limits real Pub/Sub enforces and the emulator does not."""
+
+    TOPIC = "projects/p/topics/t"
+
+    def test_attribute_count(self):
+        attributes = {f"k{n}": "v" for n in range(101)}
+        error = self.assertRaises(InvalidArgument, check_message, self.TOPIC, b"", attributes)
+        self.assertIn("at most 100", str(error))
+        check_message(self.TOPIC, b"", dict(list(attributes.items())[:100]))
+
+    def test_attribute_key_size(self):
+        error = self.assertRaises(
+            InvalidArgument, check_message, self.TOPIC, b"", {"k" * 257: "v"}
+        )
+        self.assertIn("at most 256 bytes", str(error))
+        check_message(self.TOPIC, b"", {"k" * 256: "v"})
+
+    def test_attribute_value_size(self):
+        """Bytes count, not characters."""
+        error = self.assertRaises(
+            InvalidArgument, check_message, self.TOPIC, b"", {"trace_id": "é" * 513}
+        )
+        self.assertEqual(error.field, "trace_id")
+        check_message(self.TOPIC, b"", {"trace_id": "é" * 512})
+
+    def test_request_size(self):
+        """The whole publish request, as the client measures it."""
+        overhead = 2 + len(self.TOPIC) + 2 + 5  # topic field, message field headers
+        check_message(self.TOPIC, b"x" * (MAX_PUBLISH_REQUEST_BYTES - overhead - 64), {})
+        self.assertRaises(
+            InvalidArgument, check_message, self.TOPIC, b"x" * MAX_PUBLISH_REQUEST_BYTES, {}
+        )

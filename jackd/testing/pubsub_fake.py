@@ -1,0 +1,81 @@
+"""
+A Pub/Sub server for what the emulator cannot show: an account that may
+publish but not read topics (the emulator has no IAM).  It speaks the real
+``google.pubsub.v1.Publisher`` protocol over gRPC, so the official client
+talks to it unchanged (``PUBSUB_EMULATOR_HOST``)::
+
+    fake = PublishOnlyPubSub()
+    fake.start()
+    ... PUBSUB_EMULATOR_HOST=fake.host ...
+    fake.published     # [(topic, PubsubMessage)]
+    fake.stop()
+"""
+
+import itertools
+import threading
+from concurrent import futures
+
+import grpc
+from google.pubsub_v1.types import (
+    GetTopicRequest,
+    PublishRequest,
+    PublishResponse,
+    PubsubMessage,
+    Topic,
+)
+
+
+class PublishOnlyPubSub:
+    """
+    Answers ``GetTopic`` with PERMISSION_DENIED, as real Pub/Sub does for
+    an account without ``pubsub.topics.get``, and accepts every
+    ``Publish``.
+    """
+
+    def __init__(self):
+        self.published = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._server = None
+        self.host = None
+
+    def _get_topic(self, request, context):
+        context.abort(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "User not authorized to perform this action.",
+        )
+
+    def _publish(self, request, context):
+        ids = []
+        with self._lock:
+            for message in request.messages:
+                self.published.append((request.topic, PubsubMessage.wrap(message)))
+                ids.append(str(next(self._ids)))
+        return PublishResponse.pb()(message_ids=ids)
+
+    def start(self):
+        handler = grpc.method_handlers_generic_handler(
+            "google.pubsub.v1.Publisher",
+            {
+                "GetTopic": grpc.unary_unary_rpc_method_handler(
+                    self._get_topic,
+                    request_deserializer=GetTopicRequest.pb().FromString,
+                    response_serializer=Topic.pb().SerializeToString,
+                ),
+                "Publish": grpc.unary_unary_rpc_method_handler(
+                    self._publish,
+                    request_deserializer=PublishRequest.pb().FromString,
+                    response_serializer=PublishResponse.pb().SerializeToString,
+                ),
+            },
+        )
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._server.add_generic_rpc_handlers((handler,))
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        self._server.start()
+        self.host = f"127.0.0.1:{port}"
+
+    def stop(self):
+        if self._server is not None:
+            self._server.stop(0).wait()
+            self._server = None
