@@ -15,7 +15,7 @@ blocking calls (topic checks, ``stop``) run through ``deferToThread``.
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks
+from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -269,14 +269,52 @@ class PubSubBackend(Service):
         check_message(self._topics[job.queue], job.SerializeToString(), attributes_of(job))
 
     def publish(self, jobs):
-        return DeferredList(
-            [self._publish_one(job) for job in jobs], consumeErrors=True
-        ).addCallback(lambda results: [outcome for _, outcome in results])
+        outcomes = [None] * len(jobs)
+        waiting = {}  # index -> Deferred firing with that job's outcome
+        for index, job in enumerate(jobs):
+            refusal, done = self._submit(job)
+            if done is None:
+                outcomes[index] = refusal
+            else:
+                waiting[index] = done
+        if not waiting:
+            return succeed(outcomes)
+        # One answer for the call: every outcome, or Unavailable for those
+        # Pub/Sub has not confirmed once the timeout passes (the client may
+        # still deliver them: their outcome is unknown).
+        answer = Deferred()
 
-    def _publish_one(self, job) -> Deferred:
+        def timed_out():
+            for index in waiting:
+                outcomes[index] = Unavailable(
+                    f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
+                    "it may still be delivered: retry, and let consumers dedupe on job_id"
+                )
+            waiting.clear()
+            answer.callback(outcomes)
+
+        timer = self._reactor.callLater(self._publish_timeout, timed_out)
+
+        def settle(outcome, index):
+            if waiting.pop(index, None) is None:
+                return  # answered already: timed out
+            outcomes[index] = outcome
+            if not waiting:
+                timer.cancel()
+                answer.callback(outcomes)
+
+        for index, done in list(waiting.items()):
+            done.addCallback(settle, index)
+        return answer
+
+    def _submit(self, job):
         """
-        @return: Deferred firing with C{None} once Pub/Sub returned a
-            message id, or with the ``JackError`` that refused the job.
+        Hand C{job} to the client.
+
+        @return: C{(refusal, None)} when it is refused before publishing
+            (a ``JackError``), else C{(None, done)}: a Deferred firing on
+            the reactor thread with C{None} once Pub/Sub returned a message
+            id, or with the ``JackError`` that refused the job.
         """
         topic = self._topics[job.queue]
         data = job.SerializeToString()
@@ -284,27 +322,25 @@ class PubSubBackend(Service):
         try:
             check_message(topic, data, attributes)
         except InvalidArgument as error:
-            return _fired(error)
+            return error, None
         if self._publisher is None or not self.running:
-            return _fired(Unavailable("the Pub/Sub backend is not running"))
+            return Unavailable("the Pub/Sub backend is not running"), None
         size = len(data)
         if (
             self._outstanding + 1 > self._max_outstanding
             or self._outstanding_bytes + size > self._max_outstanding_bytes
         ):
-            return _fired(
-                ResourceExhausted(
-                    f"{self._outstanding} jobs ({self._outstanding_bytes} bytes) are "
-                    "already waiting for Pub/Sub, the most this Jack holds "
-                    "(PUBSUB_MAX_OUTSTANDING, PUBSUB_MAX_OUTSTANDING_BYTES); retry later"
-                )
-            )
+            return ResourceExhausted(
+                f"{self._outstanding} jobs ({self._outstanding_bytes} bytes) are "
+                "already waiting for Pub/Sub, the most this Jack holds "
+                "(PUBSUB_MAX_OUTSTANDING, PUBSUB_MAX_OUTSTANDING_BYTES); retry later"
+            ), None
         try:
             future = self._publisher.publish(
                 topic, data, retry=self._retry, timeout=self._publish_timeout, **attributes
             )
         except RuntimeError:  # stop() already ran: Jack is shutting down
-            return _fired(Unavailable("Jack is shutting down: retry on another replica"))
+            return Unavailable("Jack is shutting down: retry on another replica"), None
         self._outstanding += 1
         self._outstanding_bytes += size
         done = Deferred()
@@ -315,20 +351,7 @@ class PubSubBackend(Service):
         )
         done.addCallback(self._finished, size, job)
         done.addBoth(_passing(self._in_flight.discard, done))
-
-        # The answer: the publish's outcome, or Unavailable once the timeout
-        # passes (the client may still deliver it: the outcome is unknown).
-        answer = Deferred()
-        timer = self._reactor.callLater(self._publish_timeout, self._timed_out, answer)
-
-        def answered(outcome):
-            if timer.active():
-                timer.cancel()
-            if not answer.called:
-                answer.callback(outcome)
-
-        done.addCallback(answered)
-        return answer
+        return None, done
 
     def _finished(self, future, size, job):
         self._outstanding -= 1
@@ -355,17 +378,9 @@ class PubSubBackend(Service):
             "delivered: retry, and let consumers dedupe on job_id"
         )
 
-    def _timed_out(self, answer):
-        answer.callback(
-            Unavailable(
-                f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
-                "it may still be delivered: retry, and let consumers dedupe on job_id"
-            )
-        )
-
     def check(self):
         if self._publisher is None:
-            return _fired(False)
+            return succeed(False)
         d = deferToThread(self._check_topics)
         d.addCallback(self._checked)
         return d
@@ -390,12 +405,6 @@ def _passing(f, *args):
         return result
 
     return callback
-
-
-def _fired(outcome) -> Deferred:
-    d = Deferred()
-    d.callback(outcome)
-    return d
 
 
 def _first_line(error) -> str:
