@@ -152,6 +152,10 @@ class Enqueuer:
             )
         if request.HasField("run_at"):
             validation.check_timestamp("run_at", request.run_at)
+            validation.check_schedule_ahead(
+                "run_at", request.run_at.ToNanoseconds(), now_ns(self._clock),
+                self._limits.max_schedule_ahead,
+            )
 
     def _check_bulk(self, request) -> None:
         count = len(request.jobs)

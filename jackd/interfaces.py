@@ -124,43 +124,95 @@ class IScheduleStore(Interface):
     """
     Holds jobs whose ``run_at`` is in the future until they are due.
 
-    The dispatcher (``jackd.scheduler.Scheduler``) reads due jobs, publishes
-    them and only then removes them, so a job is delivered at least once.
-    Times are integer nanoseconds since the Unix epoch.
+    The dispatcher (``jackd.scheduler.Scheduler``) I{claims} due jobs,
+    publishes them and only then removes them, so a job is delivered at
+    least once.  A claim is a lease: a claimed job is not claimed again
+    until the lease runs out, so dispatchers sharing one store (Jack
+    replicas on one database) publish each job once in normal operation,
+    and the jobs of a dispatcher that dies mid-dispatch are claimed by
+    another once its lease has run out.  Times are integer nanoseconds
+    since the Unix epoch, read from the dispatcher's clock; a store never
+    reads a clock itself.
+
+    A job is I{claimable} at a time C{t} when its ``run_at`` is at or
+    before C{t} and no claim or release holds it past C{t}.
+
+    Operations fail with ``Unavailable`` when the store's database cannot
+    be reached; the dispatcher retries them.
     """
 
     durable = Attribute("True when held jobs survive a restart of Jack.")
 
     description = Attribute("One line for the start-up log: kind and location.")
 
+    def open():
+        """
+        Get ready for use (connect, create the schema when missing).  No
+        other method is called before the Deferred fires.
+
+        @return: Deferred firing with C{None}.
+        """
+
+    def close():
+        """
+        Let go of connections and threads; called once, when no operation
+        is in flight.
+
+        @return: Deferred firing with C{None}.
+        """
+
     def add(jobs):
         """
-        Hold C{jobs} (``jack.Job``s with ``run_at`` set).
+        Hold C{jobs} (``jack.Job``s with ``run_at`` set).  A job whose id is
+        held already is not added again.
 
-        @return: Deferred firing with C{None} once they are held.
+        @return: Deferred firing with C{None} once they are held: for a
+            durable store, committed to disk.
         """
 
-    def due(now, limit):
+    def claim(now, limit, until):
         """
-        @return: Deferred firing with at most C{limit} held jobs whose
-            ``run_at`` is at or before C{now}, earliest first.  They stay
-            held until L{remove}d.
+        Claim at most C{limit} jobs claimable at C{now}, earliest first
+        (by the time they became claimable, then by id), until C{until}:
+        no other claim returns them before then.  They stay held until
+        L{remove}d.
+
+        @return: Deferred firing with a list of ``jack.Job``s.
+        """
+
+    def release(job_ids, at):
+        """
+        Make the jobs with these ids that this store claimed (and that no
+        other claimed since) claimable again from C{at} on: a dispatcher
+        that could not publish them retries them then.  Other ids are
+        ignored.
+
+        @return: Deferred firing with C{None}.
         """
 
     def remove(job_ids):
         """
-        Stop holding the jobs with these ids (unknown ids are ignored).
+        Stop holding the jobs with these ids, claimed or not (unknown ids
+        are ignored).
 
         @return: Deferred firing with C{None}.
         """
 
     def next_due():
         """
-        @return: Deferred firing with the earliest ``run_at`` held, or
-            C{None} when nothing is held.
+        @return: Deferred firing with the earliest time at which a held job
+            is or becomes claimable (its ``run_at``, or when its claim or
+            release ends), or C{None} when nothing is held.
         """
 
     def count():
         """
-        @return: Deferred firing with the number of jobs held.
+        @return: Deferred firing with the number of jobs held, claimed or
+            not.
+        """
+
+    def earliest_run_at():
+        """
+        @return: Deferred firing with the earliest ``run_at`` held, claimed
+            or not, or C{None} when nothing is held.
         """

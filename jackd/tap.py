@@ -74,6 +74,17 @@ def _topic_name(text):
     return text
 
 
+# run_at is kept as int64 nanoseconds since 1970 (up to the year 2262).
+MAX_SCHEDULE_AHEAD_DAYS = 36500
+
+
+def _schedule_ahead(text):
+    value = _positive_duration(text)
+    if value > MAX_SCHEDULE_AHEAD_DAYS * 86400:
+        raise ValueError(f"{text!r} is over {MAX_SCHEDULE_AHEAD_DAYS}d")
+    return value
+
+
 def _one_of(*choices):
     def convert(text):
         if text not in choices:
@@ -135,6 +146,27 @@ SETTINGS = (
             "At shutdown, how long calls in flight may take to finish."),
     Setting("health-interval", "HEALTH_INTERVAL", "5s", _positive_duration,
             "How often health re-checks the queue backend and config storage."),
+    Setting("schedule-store", "SCHEDULE_STORE", "memory",
+            _one_of("memory", "sqlite", "postgres"),
+            "Where jobs with a future run_at wait: memory (lost when Jack "
+            "stops), sqlite (a file; one Jack) or postgres (shared by replicas)."),
+    Setting("schedule-db", "SCHEDULE_DB", "", str,
+            "The SQLite file (sqlite) or the PostgreSQL connection string "
+            "(postgres) of SCHEDULE_STORE."),
+    Setting("max-schedule-ahead", "MAX_SCHEDULE_AHEAD", "30d", _schedule_ahead,
+            "Furthest in the future a run_at may be; later is INVALID_ARGUMENT."),
+    Setting("schedule-batch-size", "SCHEDULE_BATCH_SIZE", "100", _positive_int,
+            "Most due scheduled jobs claimed and published at once."),
+    Setting("schedule-lease", "SCHEDULE_LEASE", "60s", _positive_duration,
+            "How long a replica's claim on due jobs lasts: if it dies while "
+            "publishing them, another publishes them after this. Keep it "
+            "longer than a publish can take."),
+    Setting("schedule-poll-interval", "SCHEDULE_POLL_INTERVAL", "1s", _positive_duration,
+            "How often the scheduler looks in the store for jobs it has no "
+            "timer for (scheduled by another replica, or left by one that died)."),
+    Setting("schedule-stats-interval", "SCHEDULE_STATS_INTERVAL", "60s", _positive_duration,
+            "How often Jack logs how many scheduled jobs it holds and how late "
+            "the oldest due one is."),
 )
 
 
@@ -205,12 +237,18 @@ class Options(usage.Options):
             max_payload_bytes=self["max-payload-bytes"],
             max_bulk_jobs=self["max-bulk-jobs"],
             max_bulk_bytes=self["max-bulk-bytes"],
+            max_schedule_ahead=self["max-schedule-ahead"],
         )
 
 
 # Implementations by name, imported only when chosen (so QUEUE_BACKEND=noop
 # never imports a broker's client).  None: named, but not built yet.
 STORES = {"memory": "jackd.storage.memory.MemoryConfigStore", "gcs": None}
+SCHEDULE_STORES = {
+    "memory": "jackd.scheduler.memory.from_options",
+    "sqlite": "jackd.scheduler.sqlite.SQLiteScheduleStore.from_options",
+    "postgres": "jackd.scheduler.postgres.PostgresScheduleStore.from_options",
+}
 BACKENDS = {
     "noop": "jackd.backends.noop.from_options",
     "pubsub": "jackd.backends.pubsub.from_options",
@@ -287,7 +325,6 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     from jackd.api.server import GrpcServer
     from jackd.enqueue import Enqueuer
     from jackd.scheduler import Scheduler
-    from jackd.scheduler.memory import MemoryScheduleStore
     from jackd.service import JackService
     if store is None:
         bucket = options["gcs-bucket"]
@@ -301,7 +338,16 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     check_port_free(options["grpc-port"])
 
     limits = options.limits()
-    scheduler = Scheduler(MemoryScheduleStore(), backend, reactor)
+    scheduler = Scheduler(
+        _load(SCHEDULE_STORES, options["schedule-store"],
+              "schedule store (SCHEDULE_STORE, --schedule-store)")(options, reactor),
+        backend,
+        reactor,
+        batch_size=options["schedule-batch-size"],
+        lease=options["schedule-lease"],
+        poll_interval=options["schedule-poll-interval"],
+        stats_interval=options["schedule-stats-interval"],
+    )
     enqueuer = Enqueuer(store, backend, scheduler, limits, reactor)
     health = HealthService(
         backend, store, reactor, options["health-interval"], options["drain-delay"]

@@ -37,6 +37,8 @@ class Limits:
     max_payload_bytes: int = 1024 * 1024
     max_bulk_jobs: int = 1000
     max_bulk_bytes: int = 10 * 1024 * 1024
+    # Seconds: how far ahead of now a run_at may be (MAX_SCHEDULE_AHEAD).
+    max_schedule_ahead: float = 30 * 86400
 
     def grpc_receive_bytes(self) -> int:
         """
@@ -128,3 +130,25 @@ def check_timestamp(field: str, timestamp) -> None:
         raise InvalidArgument(
             field, "is not a valid Timestamp: nanos must be 0 to 999999999"
         )
+
+
+def check_schedule_ahead(field: str, run_at_ns: int, now_ns: int, max_ahead: float) -> None:
+    """
+    A C{run_at} no further than C{max_ahead} seconds after C{now_ns}.
+
+    @raise InvalidArgument: it is further ahead.
+    """
+    ahead = run_at_ns - now_ns
+    if ahead > round(max_ahead * 1_000_000_000):
+        raise InvalidArgument(
+            field,
+            f"is {_days(ahead / 1e9)} ahead; at most {_days(max_ahead)} "
+            "(MAX_SCHEDULE_AHEAD) are allowed",
+        )
+
+
+def _days(seconds: float) -> str:
+    """C{seconds} in days, or in seconds when under a day: C{45.5d}, C{90s}."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.6g}d"
+    return f"{seconds:.6g}s"

@@ -6,18 +6,25 @@ The tests wait on the store's Deferreds instead of assuming they have
 already fired, so a durable store doing real I/O runs them unchanged.
 Subclasses mix this into L{twisted.trial.unittest.TestCase} and define
 C{make_store()}.
+
+L{DurableScheduleStoreTestsMixin} adds what every durable store (SQLite,
+PostgreSQL) promises on top: held jobs survive closing and reopening, and
+C{add} fires only once the jobs are committed.
 """
 
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from zope.interface.verify import verifyObject
 
 from jack.job_pb2 import Job, Queue
+from jackd.errors import Unavailable
 from jackd.interfaces import IScheduleStore
+from jackd.test.mixin_base import StoreTestsBase
 
 # A plausible "now" in integer nanoseconds (2023-11-14T22:13:20Z): large
 # enough that a store keeping times as floats would lose nanoseconds.
 NOW = 1_700_000_000_000_000_000
 SECOND = 1_000_000_000
+LEASE = 60 * SECOND
 
 
 def make_job(job_id, run_at_ns):
@@ -39,25 +46,24 @@ def make_job(job_id, run_at_ns):
     return job
 
 
-class ScheduleStoreTestsMixin:
+class ScheduleStoreTestsMixin(StoreTestsBase):
     """
     Tests every ``IScheduleStore`` passes.
 
-    Subclasses define C{make_store()}, returning an empty store ready to use
-    (or a Deferred firing with one); they arrange its clean-up themselves.
+    Subclasses define C{make_store()}, returning an empty store that is not
+    open yet (or a Deferred firing with one); they arrange the clean-up of
+    its database themselves.  The mixin opens the store before each test
+    and closes it after.
     """
 
-    def make_store(self):
-        raise NotImplementedError(f"{type(self).__name__} must define make_store()")
-
-    def setUp(self):
-        d = maybeDeferred(self.make_store)
-        d.addCallback(lambda store: setattr(self, "store", store))
-        return d
+    def prepare_store(self, store):
+        self.addCleanup(store.close)
+        return store.open()
 
     @inlineCallbacks
-    def due_ids(self, now, limit=100):
-        jobs = yield self.store.due(now, limit)
+    def claim_ids(self, now, limit=100, until=None, store=None):
+        store = store or self.store
+        jobs = yield store.claim(now, limit, now + LEASE if until is None else until)
         return [job.job_id for job in jobs]
 
     def test_interface(self):
@@ -71,11 +77,12 @@ class ScheduleStoreTestsMixin:
     @inlineCallbacks
     def test_empty(self):
         """
-        An empty store holds nothing: no job is due, C{next_due} fires with
-        C{None} and C{count} with 0.
+        An empty store holds nothing: no job is claimed, C{next_due} and
+        C{earliest_run_at} fire with C{None} and C{count} with 0.
         """
-        self.assertEqual((yield self.due_ids(NOW + 1000 * SECOND)), [])
+        self.assertEqual((yield self.claim_ids(NOW + 1000 * SECOND)), [])
         self.assertIsNone((yield self.store.next_due()))
+        self.assertIsNone((yield self.store.earliest_run_at()))
         self.assertEqual((yield self.store.count()), 0)
 
     @inlineCallbacks
@@ -87,9 +94,9 @@ class ScheduleStoreTestsMixin:
         self.assertEqual((yield self.store.count()), 1)
 
     @inlineCallbacks
-    def test_dueOnlyPastJobs(self):
+    def test_claimOnlyDueJobs(self):
         """
-        C{due(now)} returns only the jobs whose C{run_at} is at or before
+        C{claim(now)} returns only the jobs whose C{run_at} is at or before
         C{now}, earliest first, whatever order they were added in.
         """
         yield self.store.add([
@@ -101,23 +108,23 @@ class ScheduleStoreTestsMixin:
             make_job("b", NOW - 10 * SECOND),
             make_job("much-later", NOW + 3600 * SECOND),
         ])
-        self.assertEqual((yield self.due_ids(NOW)), ["a", "b", "c"])
-        self.assertEqual((yield self.due_ids(NOW + 5 * SECOND)), ["a", "b", "c", "later"])
-        self.assertEqual((yield self.due_ids(NOW - 31 * SECOND)), [])
+        self.assertEqual((yield self.claim_ids(NOW - 31 * SECOND)), [])
+        self.assertEqual((yield self.claim_ids(NOW)), ["a", "b", "c"])
+        self.assertEqual((yield self.claim_ids(NOW + 5 * SECOND)), ["later"])
 
     @inlineCallbacks
-    def test_dueLimit(self):
+    def test_claimLimit(self):
         """
-        C{due(now, limit)} returns at most C{limit} jobs: the earliest.
+        C{claim(now, limit)} returns at most C{limit} jobs: the earliest.
         """
         yield self.store.add([make_job(f"j{n}", NOW - n * SECOND) for n in range(1, 6)])
-        self.assertEqual((yield self.due_ids(NOW, 2)), ["j5", "j4"])
-        self.assertEqual((yield self.due_ids(NOW, 1)), ["j5"])
-        self.assertEqual((yield self.due_ids(NOW, 5)), ["j5", "j4", "j3", "j2", "j1"])
-        self.assertEqual((yield self.due_ids(NOW, 6)), ["j5", "j4", "j3", "j2", "j1"])
+        self.assertEqual((yield self.claim_ids(NOW, 2)), ["j5", "j4"])
+        self.assertEqual((yield self.claim_ids(NOW, 1)), ["j3"])
+        self.assertEqual((yield self.claim_ids(NOW, 5)), ["j2", "j1"])
+        self.assertEqual((yield self.claim_ids(NOW, 5)), [])
 
     @inlineCallbacks
-    def test_dueLimitWithFutureJobs(self):
+    def test_claimLimitWithFutureJobs(self):
         """
         The limit counts only due jobs: with fewer due jobs than C{limit},
         no job that is not yet due fills the rest.
@@ -127,19 +134,20 @@ class ScheduleStoreTestsMixin:
             make_job("future-1", NOW + SECOND),
             make_job("future-2", NOW + 2 * SECOND),
         ])
-        self.assertEqual((yield self.due_ids(NOW, 3)), ["due"])
+        self.assertEqual((yield self.claim_ids(NOW, 3)), ["due"])
 
     @inlineCallbacks
-    def test_dueSameRunAt(self):
+    def test_claimSameRunAt(self):
         """
-        Jobs sharing a C{run_at} are all due at it; C{limit} splits them.
+        Jobs sharing a C{run_at} are all due at it; C{limit} splits them,
+        in id order.
         """
-        yield self.store.add([make_job(name, NOW) for name in "xyz"])
-        self.assertEqual(sorted((yield self.due_ids(NOW))), ["x", "y", "z"])
-        self.assertEqual(len((yield self.due_ids(NOW, 2))), 2)
+        yield self.store.add([make_job(name, NOW) for name in "zxy"])
+        self.assertEqual((yield self.claim_ids(NOW, 2)), ["x", "y"])
+        self.assertEqual((yield self.claim_ids(NOW, 2)), ["z"])
 
     @inlineCallbacks
-    def test_dueExactlyAtNow(self):
+    def test_claimExactlyAtNow(self):
         """
         A job whose C{run_at} is exactly C{now} is due; one nanosecond
         later it is not.
@@ -148,45 +156,98 @@ class ScheduleStoreTestsMixin:
             make_job("at-now", NOW + 123_456_789),
             make_job("one-ns-later", NOW + 123_456_790),
         ])
-        self.assertEqual((yield self.due_ids(NOW + 123_456_789)), ["at-now"])
-        self.assertEqual((yield self.due_ids(NOW + 123_456_788)), [])
-        self.assertEqual(
-            (yield self.due_ids(NOW + 123_456_790)), ["at-now", "one-ns-later"]
-        )
+        self.assertEqual((yield self.claim_ids(NOW + 123_456_788)), [])
+        self.assertEqual((yield self.claim_ids(NOW + 123_456_789)), ["at-now"])
+        self.assertEqual((yield self.claim_ids(NOW + 123_456_790)), ["one-ns-later"])
 
     @inlineCallbacks
-    def test_dueReturnsJobsAsAdded(self):
+    def test_claimReturnsJobsAsAdded(self):
         """
-        C{due} returns jobs equal, field for field, to those added.
+        C{claim} returns jobs equal, field for field, to those added.
         """
         job = make_job("a", NOW - SECOND)
         yield self.store.add([job])
-        self.assertEqual(list((yield self.store.due(NOW, 10))), [job])
+        self.assertEqual(list((yield self.store.claim(NOW, 10, NOW + LEASE))), [job])
 
     @inlineCallbacks
-    def test_dueDoesNotRemove(self):
+    def test_claimedHeldUntilLeaseEnds(self):
         """
-        Jobs C{due} returns stay held: a second call returns them again and
-        C{count} is unchanged.
+        Claimed jobs stay held (C{count} is unchanged) and are not claimed
+        again before C{until}; at C{until} they are claimable again.
+        C{next_due} follows: it is C{until} once every due job is claimed.
         """
         yield self.store.add([make_job("a", NOW - 2), make_job("b", NOW - 1)])
-        self.assertEqual((yield self.due_ids(NOW)), ["a", "b"])
-        self.assertEqual((yield self.due_ids(NOW)), ["a", "b"])
+        self.assertEqual((yield self.claim_ids(NOW, until=NOW + 10 * SECOND)), ["a", "b"])
         self.assertEqual((yield self.store.count()), 2)
-        self.assertEqual((yield self.store.next_due()), NOW - 2)
+        self.assertEqual((yield self.store.next_due()), NOW + 10 * SECOND)
+        self.assertEqual((yield self.claim_ids(NOW + 10 * SECOND - 1)), [])
+        self.assertEqual(
+            (yield self.claim_ids(NOW + 10 * SECOND, until=NOW + 20 * SECOND)), ["a", "b"]
+        )
+        self.assertEqual((yield self.store.next_due()), NOW + 20 * SECOND)
+
+    @inlineCallbacks
+    def test_claimSkipsClaimed(self):
+        """
+        A second claim while the first one's lease runs returns the due
+        jobs the first did not take, never one it took.
+        """
+        yield self.store.add([make_job(f"j{n}", NOW - 10 + n) for n in range(5)])
+        first = yield self.claim_ids(NOW, 2)
+        second = yield self.claim_ids(NOW, 10)
+        self.assertEqual((first, second), (["j0", "j1"], ["j2", "j3", "j4"]))
+
+    @inlineCallbacks
+    def test_release(self):
+        """
+        C{release(ids, at)} makes claimed jobs claimable again from C{at}
+        on, not before; C{next_due} says when.
+        """
+        yield self.store.add([make_job("a", NOW - 2), make_job("b", NOW - 1)])
+        yield self.claim_ids(NOW, until=NOW + LEASE)
+        self.assertIsNone((yield self.store.release(["a"], NOW + 2 * SECOND)))
+        self.assertEqual((yield self.store.next_due()), NOW + 2 * SECOND)
+        self.assertEqual((yield self.claim_ids(NOW + 2 * SECOND - 1)), [])
+        self.assertEqual((yield self.claim_ids(NOW + 2 * SECOND)), ["a"])
+
+    @inlineCallbacks
+    def test_releaseNow(self):
+        """
+        Released at a time already past, a job is claimable at once, ahead
+        of jobs that became claimable later.
+        """
+        yield self.store.add([make_job("a", NOW - 5), make_job("b", NOW - 1)])
+        self.assertEqual((yield self.claim_ids(NOW, 1)), ["a"])
+        yield self.store.release(["a"], NOW - 3)
+        self.assertEqual((yield self.store.next_due()), NOW - 3)
+        self.assertEqual((yield self.claim_ids(NOW)), ["a", "b"])
+
+    @inlineCallbacks
+    def test_releaseOnlyClaimed(self):
+        """
+        C{release} ignores jobs that are not claimed (never, or released
+        already) and ids it does not hold: they stay claimable as before.
+        """
+        yield self.store.add([make_job("a", NOW - SECOND), make_job("b", NOW - 1)])
+        yield self.claim_ids(NOW, 1)
+        yield self.store.release(["a"], NOW + SECOND)
+        yield self.store.release(["a", "b", "nope"], NOW + 3600 * SECOND)
+        self.assertEqual((yield self.claim_ids(NOW)), ["b"])
+        self.assertEqual((yield self.claim_ids(NOW + SECOND)), ["a"])
+        yield self.store.release([], NOW)
 
     @inlineCallbacks
     def test_remove(self):
         """
-        C{remove} stops holding the jobs with the given ids and fires with
-        C{None}; the others stay held.
+        C{remove} stops holding the jobs with the given ids, claimed or
+        not, and fires with C{None}; the others stay held.
         """
         yield self.store.add([make_job(name, NOW - 10 + n) for n, name in enumerate("abcd")])
-        self.assertIsNone((yield self.store.remove(["b", "d"])))
-        self.assertEqual((yield self.due_ids(NOW)), ["a", "c"])
-        self.assertEqual((yield self.store.count()), 2)
-        yield self.store.remove(["a", "c"])
-        self.assertEqual((yield self.due_ids(NOW)), [])
+        self.assertEqual((yield self.claim_ids(NOW, 1)), ["a"])
+        self.assertIsNone((yield self.store.remove(["a", "b", "d"])))
+        self.assertEqual((yield self.store.count()), 1)
+        self.assertEqual((yield self.claim_ids(NOW + LEASE)), ["c"])
+        yield self.store.remove(["c"])
         self.assertEqual((yield self.store.count()), 0)
         self.assertIsNone((yield self.store.next_due()))
 
@@ -218,27 +279,117 @@ class ScheduleStoreTestsMixin:
         self.assertEqual((yield self.store.next_due()), NOW - 3600 * SECOND)
 
     @inlineCallbacks
-    def test_count(self):
+    def test_countAndEarliestRunAt(self):
         """
-        C{count} fires with the number of jobs held, due or not.
+        C{count} fires with the number of jobs held and C{earliest_run_at}
+        with the earliest C{run_at} among them, due or not, claimed or not.
         """
         yield self.store.add([make_job("a", NOW - SECOND), make_job("b", NOW + SECOND)])
         self.assertEqual((yield self.store.count()), 2)
         yield self.store.add([make_job("c", NOW + 2 * SECOND)])
         self.assertEqual((yield self.store.count()), 3)
+        yield self.claim_ids(NOW)
+        self.assertEqual((yield self.store.count()), 3)
+        self.assertEqual((yield self.store.earliest_run_at()), NOW - SECOND)
+        yield self.store.remove(["a"])
+        self.assertEqual((yield self.store.earliest_run_at()), NOW + SECOND)
 
     @inlineCallbacks
     def test_addSameIdTwice(self):
         """
         Adding a job whose id is already held holds it once: it is counted
-        and returned once, and one C{remove} releases it.
+        and claimed once, and one C{remove} releases it.  Adding it again
+        while it is claimed leaves the claim as it was.
         """
         job = make_job("a", NOW - SECOND)
         yield self.store.add([job])
         yield self.store.add([job])
         yield self.store.add([job, make_job("b", NOW - 2 * SECOND)])
         self.assertEqual((yield self.store.count()), 2)
-        self.assertEqual((yield self.due_ids(NOW)), ["b", "a"])
+        self.assertEqual((yield self.claim_ids(NOW)), ["b", "a"])
+        yield self.store.add([job])
+        self.assertEqual((yield self.claim_ids(NOW)), [])
         yield self.store.remove(["a"])
-        self.assertEqual((yield self.due_ids(NOW)), ["b"])
+        self.assertEqual((yield self.claim_ids(NOW + LEASE)), ["b"])
         self.assertEqual((yield self.store.count()), 1)
+
+    @inlineCallbacks
+    def test_manyJobs(self):
+        """
+        A store takes and claims thousands of jobs in one call each (a
+        burst due in the same second), earliest first, each once.
+        """
+        jobs = [make_job(f"job-{n:05d}", NOW - 5000 + n) for n in range(2500)]
+        yield self.store.add(jobs[1000:])
+        yield self.store.add(jobs[:1000])
+        first = yield self.claim_ids(NOW, 2000)
+        second = yield self.claim_ids(NOW, 2000)
+        self.assertEqual(first + second, [job.job_id for job in jobs])
+        yield self.store.remove(first)
+        self.assertEqual((yield self.store.count()), 500)
+
+
+class DurableScheduleStoreTestsMixin:
+    """
+    What a durable store promises besides conformance.  Subclasses also
+    define C{reopen_store()}, a new store on the same database (not open
+    yet), and C{committed_ids()}, the ids of the jobs held as another
+    connection to the database sees them (a Deferred or a list).
+    """
+
+    def reopen_store(self):
+        raise NotImplementedError(f"{type(self).__name__} must define reopen_store()")
+
+    def committed_ids(self):
+        raise NotImplementedError(f"{type(self).__name__} must define committed_ids()")
+
+    @inlineCallbacks
+    def reopened(self):
+        """The store closed, and a new one on the same database opened."""
+        yield self.store.close()
+        store = yield maybeDeferred(self.reopen_store)
+        yield store.open()
+        self.addCleanup(store.close)
+        return store
+
+    def test_durable(self):
+        """
+        The store says its jobs survive a restart.
+        """
+        self.assertIs(self.store.durable, True)
+
+    @inlineCallbacks
+    def test_addCommitted(self):
+        """
+        C{add} fires only once another connection to the database sees the
+        jobs: they are committed before Jack answers OK.
+        """
+        yield self.store.add([make_job("a", NOW), make_job("b", NOW + SECOND)])
+        self.assertEqual(sorted((yield maybeDeferred(self.committed_ids))), ["a", "b"])
+
+    @inlineCallbacks
+    def test_survivesReopen(self):
+        """
+        Jobs held when a store closes are held, equal field for field, by a
+        new store on the same database, and each is due at its own time.
+        """
+        jobs = [make_job("a", NOW - SECOND), make_job("b", NOW + SECOND)]
+        yield self.store.add(jobs)
+        store = yield self.reopened()
+        self.assertEqual((yield store.count()), 2)
+        self.assertEqual((yield store.next_due()), NOW - SECOND)
+        self.assertEqual(list((yield store.claim(NOW, 10, NOW + LEASE))), jobs[:1])
+        self.assertEqual(list((yield store.claim(NOW + SECOND, 10, NOW + LEASE))), jobs[1:])
+
+    @inlineCallbacks
+    def test_unreachable(self):
+        """
+        A store whose database cannot be reached fails C{open} and C{add}
+        with ``Unavailable`` naming the store (the enqueue path answers
+        UNAVAILABLE, and Jack's start stops with one line).
+        """
+        store = yield maybeDeferred(self.make_unreachable_store)
+        self.addCleanup(store.close)
+        for call in (store.open, lambda: store.add([make_job("a", NOW)])):
+            failure = yield self.assertFailure(maybeDeferred(call), Unavailable)
+            self.assertIn("schedule store", str(failure))

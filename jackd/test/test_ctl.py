@@ -724,12 +724,15 @@ class DaemonTests(unittest.TestCase):
         """
         producer_id = self.create_producer()["producerId"]
         job_type = self.create_job_type(producer_id)["name"]
+        # Within MAX_SCHEDULE_AHEAD (30 days).
+        tomorrow = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
         status, response = self.bulk([
             {"producerId": producer_id, "jobType": job_type},
             {"producerId": producer_id, "jobType": "nope"},
             {"producerId": "prod_doesnotexist", "jobType": job_type},
             {"producerId": producer_id},
-            {"producerId": producer_id, "jobType": job_type, "runAt": "2999-01-01T00:00:00Z"},
+            {"producerId": producer_id, "jobType": job_type,
+             "runAt": tomorrow.strftime("%Y-%m-%dT%H:%M:%SZ")},
         ])
         self.assertEqual(status, 1)
         self.assertEqual([r.index for r in response.results], [0, 1, 2, 3, 4])

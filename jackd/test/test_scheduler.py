@@ -5,13 +5,19 @@ schedule store and the recording backend.
 """
 
 from twisted.internet import task
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from jack.job_pb2 import Job, Queue
-from jackd.errors import Unavailable
+from jackd.errors import (
+    ConfigError,
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from jackd.scheduler import Scheduler
 from jackd.scheduler.memory import MemoryScheduleStore
 from jackd.testing.backends import RecordingBackend
@@ -51,8 +57,10 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.backend = RecordingBackend()
         self.scheduler = None
 
-    def start(self, batch_size=500):
-        self.scheduler = Scheduler(self.store, self.backend, self.clock, batch_size=batch_size)
+    def start(self, batch_size=500, **kwargs):
+        self.scheduler = Scheduler(
+            self.store, self.backend, self.clock, batch_size=batch_size, **kwargs
+        )
         self.scheduler.startService()
         self.addCleanup(self.stop_if_running)
         return self.scheduler
@@ -194,8 +202,7 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.advance_to(1_000)
         self.assertEqual(self.published_ids(), ["a", "c"])
         self.assertEqual(self.held(), 1)
-        still_due = self.successResultOf(self.store.due(ns_at(1_000), 10))
-        self.assertEqual([job.job_id for job in still_due], ["b"])
+        self.assertEqual(self.successResultOf(self.store.next_due()), ns_at(2_000))
         attempts = []
         for ms in [1_999, 2_000, 3_999, 4_000, 7_999, 8_000]:
             self.advance_to(ms)
@@ -371,6 +378,251 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.assertEqual((clock.spun, self.published_ids()), (False, ["a"]))
 
 
+    def test_permanentRefusalDropped(self):
+        """
+        A job the backend refuses for good (INVALID_ARGUMENT: it will never
+        take it) is logged at error level with its id and dropped: removed
+        from the store, never retried.  The jobs of the same batch the
+        backend accepted are published.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.backend.refuse = lambda job: (
+            InvalidArgument("job", "too large for Pub/Sub") if job.job_id == "b" else None
+        )
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("b", 1_000), make_job("c", 1_000))
+        self.advance_to(1_000)
+        self.assertEqual((self.published_ids(), self.held()), (["a", "c"], 0))
+        self.advance_to(120_000)
+        self.assertEqual(self.backend.calls, [3])
+        [event] = [e for e in observer if e["log_level"] == LogLevel.error]
+        self.assertEqual(
+            (event["job_id"], event["code"], event["error"]),
+            ("b", "INVALID_ARGUMENT", "job: too large for Pub/Sub"),
+        )
+        self.assertEqual(self.successResultOf(self.scheduler.stats())["dropped"], 1)
+
+    def test_otherRefusalsPermanent(self):
+        """
+        Every refusal but UNAVAILABLE and RESOURCE_EXHAUSTED is permanent,
+        as it is for a client: FAILED_PRECONDITION drops the job too.
+        """
+        self.backend.refuse = lambda job: FailedPrecondition("no")
+        self.start()
+        self.schedule(make_job("a", 1_000))
+        self.advance_to(10_000)
+        self.assertEqual((self.backend.calls, self.held()), ([1], 0))
+
+    def test_resourceExhaustedRetried(self):
+        """
+        A job refused with RESOURCE_EXHAUSTED (the broker is full for now)
+        stays held and is retried 1 s later.
+        """
+        refusing = [True]
+        self.backend.refuse = lambda job: (
+            ResourceExhausted("too many in flight") if refusing[0] else None
+        )
+        self.start()
+        self.schedule(make_job("a", 1_000))
+        self.advance_to(1_000)
+        self.assertEqual(self.held(), 1)
+        refusing[0] = False
+        self.advance_to(1_999)
+        self.assertEqual(self.published_ids(), [])
+        self.advance_to(2_000)
+        self.assertEqual((self.published_ids(), self.held()), (["a"], 0))
+
+    def test_keepsGoingPastFailedBatch(self):
+        """
+        A batch the backend refuses does not stop the dispatch: the batches
+        behind it are published in the same turn, and only the refused
+        jobs wait for the retry.
+        """
+        self.backend.refuse = lambda job: (
+            Unavailable("partition down") if job.job_id in ("j0", "j1") else None
+        )
+        self.start(batch_size=2)
+        self.schedule(*[make_job(f"j{n}", 1_000 + n) for n in range(6)])
+        self.advance_to(1_005)
+        self.assertEqual(self.backend.calls, [2, 2, 2])
+        self.assertEqual(self.published_ids(), ["j2", "j3", "j4", "j5"])
+        self.assertEqual(self.held(), 2)
+        self.backend.refuse = None
+        self.advance_to(2_004)
+        self.assertEqual(self.backend.calls, [2, 2, 2])
+        self.advance_to(2_005)
+        self.assertEqual(self.published_ids(), ["j2", "j3", "j4", "j5", "j0", "j1"])
+
+    def test_wholeBatchFailureRetried(self):
+        """
+        A publish that fails as a whole (even with an error that would be
+        permanent for one job) drops nothing: every job of the batch is
+        retried after the backoff, and the failure is logged.
+        """
+        for error in (RuntimeError("connection reset"), InvalidArgument("jobs", "?")):
+            self.backend = RecordingBackend()
+            self.backend.fail_with = error
+            self.store = MemoryScheduleStore()
+            self.clock = task.Clock()
+            self.clock.advance(START)
+            self.start()
+            self.schedule(make_job("a", 1_000), make_job("b", 1_000))
+            self.advance_to(1_000)
+            self.assertEqual((self.backend.calls, self.held()), ([2], 2))
+            self.backend.fail_with = None
+            self.advance_to(2_000)
+            self.assertEqual((self.published_ids(), self.held()), (["a", "b"], 0))
+            self.assertEqual(len(self.flushLoggedErrors(type(error))), 1)
+            self.stop_if_running()
+
+    def test_storeFailureBacksOff(self):
+        """
+        When the store fails (its database is down), the dispatcher logs it
+        and tries again after 1 s, 2 s, 4 s: it neither spins nor gives up,
+        even with polling on, and publishes once the store is back.
+        """
+        store = self.store = FlakyStore()
+        self.start(poll_interval=0.5)
+        self.schedule(make_job("a", 1_000))
+        store.broken = True
+        self.advance_to(1_000)
+        attempts = []
+        for ms in [1_999, 2_000, 3_999, 4_000, 7_999, 8_000]:
+            self.advance_to(ms)
+            attempts.append((ms, store.claims))
+        self.assertEqual(
+            attempts, [(1_999, 1), (2_000, 2), (3_999, 2), (4_000, 3), (7_999, 3), (8_000, 4)]
+        )
+        self.assertEqual(len(self.flushLoggedErrors(Unavailable)), 4)
+        store.broken = False
+        self.advance_to(16_000)
+        self.assertEqual(self.published_ids(), ["a"])
+
+    def test_pollFindsJobsOfOtherReplicas(self):
+        """
+        With a poll interval, a scheduler publishes jobs that another
+        replica put in the shared store (its own timer knows nothing of
+        them) within one interval after they are due, never before.
+        """
+        self.start(poll_interval=1.0)
+        self.clock.advance(0)  # the first look, at start: next at 1 s
+        other = Scheduler(self.store, RecordingBackend(), self.clock)
+        self.advance_to(300)
+        self.successResultOf(other.schedule([make_job("elsewhere", 600)]))
+        self.advance_to(599)
+        self.assertEqual(self.published_ids(), [])
+        self.advance_to(1_000)
+        self.assertEqual(self.published_ids(), ["elsewhere"])
+
+    def test_noPollWithoutInterval(self):
+        """
+        Without a poll interval, an idle scheduler arms no timer.
+        """
+        self.start()
+        self.clock.advance(0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_dyingReplicaLeaseExpires(self):
+        """
+        Two schedulers share a store.  One claims due jobs and dies
+        mid-publish (its publish never returns); the other does not
+        publish them while the lease runs, and publishes each once after
+        it ran out: at least once, never lost.
+        """
+        dying_backend = RecordingBackend()
+        dying_backend.gate = Deferred()
+        dying = Scheduler(self.store, dying_backend, self.clock, lease=30.0)
+        dying.startService()
+        dying.schedule([make_job("a", 1_000), make_job("b", 1_000)])
+        self.advance_to(1_000)
+        self.assertEqual(dying_backend.calls, [2])
+        self.start(poll_interval=1.0, lease=30.0)
+        self.advance_to(30_999)
+        self.assertEqual(self.published_ids(), [])
+        self.advance_to(31_000)
+        self.assertEqual(self.published_ids(), ["a", "b"])
+        self.assertEqual(self.held(), 0)
+
+    def test_twoReplicasPublishOnce(self):
+        """
+        Two polling schedulers on one store, both taking jobs: each job is
+        published once, by one of them.
+        """
+        other_backend = RecordingBackend()
+        other = Scheduler(self.store, other_backend, self.clock, poll_interval=1.0)
+        other.startService()
+        self.addCleanup(other.stopService)
+        self.start(poll_interval=1.0, batch_size=3)
+        for n in range(20):
+            (self.scheduler if n % 2 else other).schedule([make_job(f"j{n:02d}", 100 * n)])
+        self.advance_to(5_000)
+        ids = self.published_ids() + [job.job_id for job in other_backend.published]
+        self.assertEqual(sorted(ids), [f"j{n:02d}" for n in range(20)])
+
+    def test_stats(self):
+        """
+        C{stats} fires with the jobs held, how late the earliest due one
+        is, and how many were published and dropped.
+        """
+        self.backend.refuse = lambda job: (
+            Unavailable("down") if job.job_id == "late" else
+            InvalidArgument("job", "bad") if job.job_id == "bad" else None
+        )
+        self.start()
+        self.assertEqual(
+            self.successResultOf(self.scheduler.stats()),
+            {"held": 0, "oldest_due_lateness_s": 0.0, "published": 0, "dropped": 0},
+        )
+        self.schedule(make_job("late", 1_000), make_job("ok", 1_000), make_job("bad", 1_000),
+                      make_job("future", 9_000))
+        self.assertEqual(self.successResultOf(self.scheduler.stats())["oldest_due_lateness_s"], 0)
+        self.advance_to(3_500)
+        self.assertEqual(
+            self.successResultOf(self.scheduler.stats()),
+            {"held": 2, "oldest_due_lateness_s": 2.5, "published": 1, "dropped": 1},
+        )
+
+    def test_statsLogged(self):
+        """
+        With a stats interval, the scheduler logs the numbers of L{stats}
+        as one structured event each interval.
+        """
+        self.start(stats_interval=60.0)
+        self.schedule(make_job("a", 90_000))
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.advance_to(59_000)
+        self.assertEqual([e for e in observer if "held" in e], [])
+        self.advance_to(60_000)
+        [event] = [e for e in observer if "held" in e]
+        self.assertEqual(
+            (event["held"], event["oldest_due_lateness_s"], event["log_level"]),
+            (1, 0.0, LogLevel.info),
+        )
+
+    def test_startFailsWhenStoreUnreachable(self):
+        """
+        C{startService} fails with a one-line ``ConfigError`` naming the
+        store when it cannot be opened (Jack's start then stops).
+        """
+        store = self.store = FlakyStore()
+        store.broken = True
+        scheduler = Scheduler(store, self.backend, self.clock)
+        error = self.failureResultOf(scheduler.startService(), ConfigError).value
+        self.assertEqual(
+            str(error), "cannot open the schedule store flaky: database is down"
+        )
+        self.successResultOf(scheduler.stopService())
+
+    def test_stopClosesStore(self):
+        """
+        C{stopService} closes the store once the dispatch in flight is done.
+        """
+        store = self.store = FlakyStore()
+        self.start()
+        self.successResultOf(self.scheduler.stopService())
+        self.assertTrue(store.closed)
+
+
 class SpinGuardClock(task.Clock):
     """
     A L{task.Clock} that stops a caller re-arming zero-delay timers at one
@@ -441,3 +693,35 @@ class WakeDuringDispatchTests(unittest.SynchronousTestCase):
         self.assertEqual(
             [job.job_id for job in backend.published], ["job_first", "job_soon"]
         )
+
+
+class FlakyStore(MemoryScheduleStore):
+    """
+    A memory store whose database can be "down": while C{broken}, every
+    call fails with ``Unavailable``, as a durable store's does.
+    """
+
+    description = "flaky"
+
+    def __init__(self):
+        super().__init__()
+        self.broken = False
+        self.claims = 0
+        self.closed = False
+
+    def _down(self):
+        return fail(Unavailable("schedule store flaky: database is down"))
+
+    def open(self):
+        return self._down() if self.broken else super().open()
+
+    def claim(self, now, limit, until):
+        self.claims += 1
+        return self._down() if self.broken else super().claim(now, limit, until)
+
+    def next_due(self):
+        return self._down() if self.broken else super().next_due()
+
+    def close(self):
+        self.closed = True
+        return super().close()

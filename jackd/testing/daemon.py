@@ -177,6 +177,16 @@ class JackProcess:
         """
         self.process.send_signal(sig)
 
+    def kill(self, timeout=30):
+        """
+        Kill the daemon with SIGKILL (kill -9: no clean stop, nothing
+        flushed) and wait for it to be gone.
+
+        @return: its returncode (-9).
+        """
+        self.process.kill()
+        return self.process.wait(timeout)
+
     def wait(self, timeout):
         """
         Wait for the daemon to exit.
