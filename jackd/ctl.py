@@ -335,6 +335,7 @@ def _pull(channel, subscription, args):
                 response = subscriber.pull(
                     request={"subscription": subscription, "max_messages": args.max,
                              "return_immediately": True},
+                    retry=None,
                     timeout=args.timeout,
                 )
                 messages = list(response.received_messages)
@@ -346,17 +347,21 @@ def _pull(channel, subscription, args):
                 if args.ack:
                     subscriber.acknowledge(
                         request={"subscription": subscription, "ack_ids": ack_ids},
+                        retry=None,
                         timeout=args.timeout,
                     )
                 else:
                     subscriber.modify_ack_deadline(
                         request={"subscription": subscription, "ack_ids": ack_ids,
                                  "ack_deadline_seconds": 0},
+                        retry=None,
                         timeout=args.timeout,
                     )
     except exceptions.GoogleAPICallError as e:
         name = e.grpc_status_code.name if e.grpc_status_code else type(e).__name__
         raise CommandFailed(f"Pub/Sub: {name}: {e.message}") from None
+    except exceptions.GoogleAPIError as e:
+        raise CommandFailed(f"Pub/Sub: {type(e).__name__}: {e}") from None
     printed = []
     for received in messages:
         message = received.message

@@ -52,14 +52,20 @@ class JackService(MultiService):
                 return False
             try:
                 yield maybeDeferred(child.startService)
-            except ConfigError as error:
-                # Expected (a missing topic, an unreachable bucket): one line.
-                self._log.critical("Jack cannot start: {reason}", reason=str(error))
-                self._start_failed(error)
-                return False
             except Exception as error:
-                self._log.failure("Jack cannot start: starting {name} failed", name=child.name)
-                self._start_failed(error)
+                if not self.running:
+                    # Stopped while starting (SIGTERM during start-up): what
+                    # failed was cut short, not broken.
+                    self._log.info("Jack stopped while starting {name}", name=child.name)
+                elif isinstance(error, ConfigError):
+                    # Expected (a missing topic, an unreachable bucket): one line.
+                    self._log.critical("Jack cannot start: {reason}", reason=str(error))
+                    self._start_failed(error)
+                else:
+                    self._log.failure(
+                        "Jack cannot start: starting {name} failed", name=child.name
+                    )
+                    self._start_failed(error)
                 return False
         return True
 

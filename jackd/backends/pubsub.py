@@ -49,6 +49,43 @@ _RETRYABLE = (
 # A health check or topic check gives up after this many seconds at most.
 CHECK_TIMEOUT = 5.0
 
+# gRPC waits up to 120 s between reconnect attempts by default: Pub/Sub back
+# after a long outage would go unnoticed that long.  Retry every few seconds.
+RECONNECT_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+]
+
+# After a publish fails (and none succeeded since), health reports NOT_SERVING
+# for this long at most: long enough for load balancers to steer away, short
+# enough that traffic comes back to find out whether Pub/Sub has recovered.
+FAILURE_MEMORY = 30.0
+
+
+def _transport_class():
+    """
+    The client's gRPC transport, with L{RECONNECT_OPTIONS} on its channel
+    (for real Pub/Sub and for ``PUBSUB_EMULATOR_HOST`` alike).
+    """
+    import grpc
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    def create_channel(*args, options=(), **kwargs):
+        return PublisherGrpcTransport.create_channel(
+            *args, options=[*options, *RECONNECT_OPTIONS], **kwargs
+        )
+
+    class Transport(PublisherGrpcTransport):
+        def __init__(self, *, channel=None, **kwargs):
+            if isinstance(channel, grpc.Channel):
+                # The emulator's plain channel, made by the client: ours instead.
+                channel.close()
+                channel = grpc.insecure_channel(kwargs["host"], options=RECONNECT_OPTIONS)
+            super().__init__(channel=channel or create_channel, **kwargs)
+
+    return Transport
+
 
 def attributes_of(job) -> dict:
     """
@@ -119,7 +156,9 @@ class PubSubBackend(Service):
     @param max_outstanding: the most jobs waiting for Pub/Sub at once;
         more are refused with ``ResourceExhausted``.
     @param max_outstanding_bytes: the same bound, in message bytes.
-    @param batch_latency: seconds the client waits to fill a batch.
+    @param batch_latency: seconds the client waits to fill a batch; at
+        most half of C{publish_timeout}, or jobs would time out waiting for
+        their batch and be delivered all the same.
     @param reactor: the reactor (timers and thread hops).
     """
 
@@ -136,6 +175,11 @@ class PubSubBackend(Service):
         max_outstanding_bytes=100 * 1024 * 1024,
         batch_latency=0.01,
     ):
+        if not 0 <= batch_latency <= publish_timeout / 2:
+            raise ValueError(
+                f"batch latency {batch_latency}s must be at most half the publish "
+                f"timeout ({publish_timeout}s)"
+            )
         self.project = project
         self._reactor = reactor
         self._topics = {
@@ -157,6 +201,9 @@ class PubSubBackend(Service):
         self._unreadable = set()
         # Why the last health check found Pub/Sub unusable (None: usable).
         self._problem = None
+        # When the last publish failed, if none was confirmed since (None:
+        # the last outcome was a success).  Health follows it for a while.
+        self._failed_at = None
         self.description = (
             f"Google Cloud Pub/Sub (project {project}, topics "
             + ", ".join(path.rsplit("/", 1)[1] for path in self._topics.values())
@@ -185,24 +232,40 @@ class PubSubBackend(Service):
                 batch_settings=pubsub_v1.types.BatchSettings(
                     max_latency=self._batch_latency
                 ),
+                transport=_transport_class(),
             )
         except DefaultCredentialsError as error:
             raise ConfigError(f"Pub/Sub: no Google credentials: {_first_line(error)}")
+        # The library's deadline starts when a batch is sent, up to
+        # batch_latency after the enqueue: together, within the timeout.
+        retry_for = self._publish_timeout - self._batch_latency
         self._retry = api_retry.Retry(
             initial=0.1,
-            maximum=min(5.0, self._publish_timeout),
+            maximum=min(5.0, retry_for),
             multiplier=2,
             predicate=api_retry.if_exception_type(*_RETRYABLE),
-            timeout=self._publish_timeout,
+            timeout=retry_for,
         )
-        created, problem = yield deferToThread(self._check_topics)
+        self._rpc_timeout = retry_for
+        result = yield deferToThread(self._check_topics)
+        if not self.running:
+            return  # stopped while checking: nothing to report
+        created, unreadable, problem = result
         if problem is not None:
             raise ConfigError(f"Pub/Sub: {problem}")
-        self._log_created(created)
+        self._log_topics(created, unreadable)
 
-    def _log_created(self, created):
+    def _log_topics(self, created, unreadable):
+        """What a topic check found, logged on the reactor thread."""
         for path in created:
             self._log.warn("Pub/Sub topic {topic} did not exist: created it", topic=path)
+        for path in unreadable - self._unreadable:
+            self._unreadable.add(path)
+            self._log.warn(
+                "Pub/Sub: may not read topic {topic} (a publisher-only account?): "
+                "cannot check that it exists; publishing will tell",
+                topic=path,
+            )
 
     def _check_topics(self):
         """
@@ -210,10 +273,14 @@ class PubSubBackend(Service):
         ones when told to.  A topic the account may not read (a
         publisher-only account) counts as there: Pub/Sub answered.
 
-        @return: C{(created, problem)}: the paths of the topics created, and
-            why Jack cannot publish (C{None} when it can).
+        Runs in a thread: reads no state but the publisher and the
+        settings, and logs nothing (the caller logs what it returns).
+
+        @return: C{(created, unreadable, problem)}: the paths of the topics
+            created, the set of those the account may not read, and why Jack
+            cannot publish (C{None} when it can).
         """
-        created = []
+        created, unreadable = [], set()
         for queue, path in self._topics.items():
             try:
                 self._publisher.get_topic(
@@ -221,9 +288,10 @@ class PubSubBackend(Service):
                 )
             except api_exceptions.NotFound:
                 if not self._create_topics:
-                    return created, (
+                    return created, unreadable, (
                         f"topic {path} (queue {queue_name(queue)}) does not exist: "
-                        "create it, or start Jack with --pubsub-create-topics"
+                        "create it, or start Jack with --pubsub-create-topics true "
+                        "(PUBSUB_CREATE_TOPICS=true)"
                     )
                 try:
                     self._publisher.create_topic(
@@ -232,19 +300,15 @@ class PubSubBackend(Service):
                 except api_exceptions.AlreadyExists:
                     continue  # another replica made it a moment ago
                 except api_exceptions.GoogleAPICallError as error:
-                    return created, f"cannot create topic {path}: {_first_line(error)}"
+                    return created, unreadable, (
+                        f"cannot create topic {path}: {_first_line(error)}"
+                    )
                 created.append(path)
             except api_exceptions.PermissionDenied:
-                if path not in self._unreadable:
-                    self._unreadable.add(path)
-                    self._log.warn(
-                        "Pub/Sub: may not read topic {topic} (a publisher-only "
-                        "account?): cannot check that it exists; publishing will tell",
-                        topic=path,
-                    )
-            except api_exceptions.GoogleAPICallError as error:
-                return created, f"cannot reach {path}: {_first_line(error)}"
-        return created, None
+                unreadable.add(path)
+            except api_exceptions.GoogleAPIError as error:
+                return created, unreadable, f"cannot reach {path}: {_first_line(error)}"
+        return created, unreadable, None
 
     @inlineCallbacks
     def stopService(self):
@@ -258,7 +322,18 @@ class PubSubBackend(Service):
         # stop() sends what is batched and refuses later publishes; the
         # futures say when each message is confirmed or failed for good.
         yield deferToThread(self._publisher.stop)
-        yield DeferredList(list(self._in_flight))
+        # Every publish ends within the timeout; wait a little longer, never
+        # for ever (a client thread that died would leave futures pending).
+        flushed = DeferredList(list(self._in_flight))
+        flushed.addTimeout(self._publish_timeout + 5.0, self._reactor, lambda *_: None)
+        try:
+            yield flushed
+        except Exception:
+            self._log.error(
+                "Pub/Sub did not settle {count} publish(es) in time; stopping "
+                "without their outcome (they may still be delivered)",
+                count=len(self._in_flight),
+            )
         publisher, self._publisher = self._publisher, None
         yield deferToThread(publisher.transport.close)
         self._log.info("Pub/Sub publisher flushed")
@@ -285,6 +360,7 @@ class PubSubBackend(Service):
         answer = Deferred()
 
         def timed_out():
+            self._failed_at = self._reactor.seconds()
             for index in waiting:
                 outcomes[index] = Unavailable(
                     f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
@@ -326,7 +402,7 @@ class PubSubBackend(Service):
         if self._publisher is None or not self.running:
             return Unavailable("the Pub/Sub backend is not running"), None
         size = len(data)
-        if (
+        if self._outstanding and (
             self._outstanding + 1 > self._max_outstanding
             or self._outstanding_bytes + size > self._max_outstanding_bytes
         ):
@@ -337,7 +413,7 @@ class PubSubBackend(Service):
             ), None
         try:
             future = self._publisher.publish(
-                topic, data, retry=self._retry, timeout=self._publish_timeout, **attributes
+                topic, data, retry=self._retry, timeout=self._rpc_timeout, **attributes
             )
         except RuntimeError:  # stop() already ran: Jack is shutting down
             return Unavailable("Jack is shutting down: retry on another replica"), None
@@ -358,12 +434,21 @@ class PubSubBackend(Service):
         self._outstanding_bytes -= size
         error = future.exception()
         if error is None:
+            self._failed_at = None
             return None
-        return self._error_for(error, job)
+        outcome = self._error_for(error, job)
+        if isinstance(outcome, Unavailable):
+            self._failed_at = self._reactor.seconds()
+        return outcome
 
     def _error_for(self, error, job):
         if isinstance(error, api_exceptions.InvalidArgument):
             return InvalidArgument("job", f"refused by Pub/Sub: {_first_line(error)}")
+        if isinstance(error, (api_exceptions.NotFound, api_exceptions.PermissionDenied)):
+            return Unavailable(
+                f"Pub/Sub refused the job ({_first_line(error)}); it was not "
+                "stored: retry once the topic or permission is fixed"
+            )
         if isinstance(error, (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)):
             reason = _first_line(error)
         else:
@@ -386,8 +471,15 @@ class PubSubBackend(Service):
         return d
 
     def _checked(self, result):
-        created, problem = result
-        self._log_created(created)
+        created, unreadable, problem = result
+        self._log_topics(created, unreadable)
+        if problem is None and self._problem is not None and self._problem != _PUBLISHES_FAIL:
+            # Pub/Sub answers again after it did not: earlier failures are
+            # history, and publishes will say whether it works.
+            self._failed_at = None
+        if problem is None and self._failed_at is not None:
+            if self._reactor.seconds() - self._failed_at < FAILURE_MEMORY:
+                problem = _PUBLISHES_FAIL
         if problem != self._problem:
             self._problem = problem
             if problem is not None:
@@ -395,6 +487,11 @@ class PubSubBackend(Service):
             else:
                 self._log.info("Pub/Sub takes jobs again")
         return problem is None
+
+
+_PUBLISHES_FAIL = (
+    "publishes fail and none has succeeded since (topics answer, publishes do not)"
+)
 
 
 def _passing(f, *args):
@@ -422,6 +519,13 @@ def from_options(options, reactor):
         raise ConfigError(
             "QUEUE_BACKEND=pubsub needs PUBSUB_PROJECT (--pubsub-project): the "
             "Google Cloud project of the topics"
+        )
+    latency, timeout = options["pubsub-batch-latency"], options["pubsub-publish-timeout"]
+    if latency > timeout / 2:
+        raise ConfigError(
+            f"PUBSUB_BATCH_LATENCY ({latency:g}s) must be at most half of "
+            f"PUBSUB_PUBLISH_TIMEOUT ({timeout:g}s): jobs would time out waiting "
+            "for their batch, and be delivered all the same"
         )
     return PubSubBackend(
         options["pubsub-project"],

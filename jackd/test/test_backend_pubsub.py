@@ -22,6 +22,7 @@ from jackd.backends.pubsub import (
 from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
 from jackd.test.backend_mixin import QUEUES, QueueBackendTestsMixin, make_job
 from jackd.testing.pubsub import PubSubEmulator, shared_emulator, unique
+from jackd.testing.pubsub_fake import FakePubSub
 
 
 def _point_client_at(testCase, emulator):
@@ -179,11 +180,18 @@ class PubSubDeliveryTests(unittest.TestCase):
 
     @inlineCallbacks
     def test_bounded_outstanding_bytes(self):
-        """The bound counts message bytes too."""
+        """
+        The bound counts message bytes too; a job larger than the whole
+        bound still goes when nothing else is waiting (or it could never
+        go at all).
+        """
         backend = yield self.started(max_outstanding_bytes=200, batch_latency=0.5)
         outcomes = yield backend.publish([make_job(1), make_job(2), make_job(3)])
         self.assertEqual(outcomes[0], None)
         self.assertIsInstance(outcomes[-1], ResourceExhausted)
+        big = make_job(4)
+        big.payload = b"x" * 1000
+        self.assertEqual((yield backend.publish([big, make_job(5)]))[0], None)
 
     @inlineCallbacks
     def test_missing_topic_stops_start(self):
@@ -311,6 +319,77 @@ class OutageTests(unittest.TestCase):
         )
 
 
+def _point_client_at_fake(testCase, fake):
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    os.environ["PUBSUB_EMULATOR_HOST"] = fake.host
+    testCase.addCleanup(
+        lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
+        if previous
+        else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+    )
+
+
+class HungPublishTests(unittest.TestCase):
+    """
+    A Pub/Sub whose topics answer but whose publishes hang (a fake that
+    speaks the Publisher protocol: the emulator cannot be made to do this).
+    """
+
+    @inlineCallbacks
+    def setUp(self):
+        self.fake = FakePubSub()
+        self.fake.start()
+        self.addCleanup(self.fake.stop)
+        _point_client_at_fake(self, self.fake)
+        self.backend = PubSubBackend("proj", reactor, publish_timeout=1.0)
+        yield self.backend.startService()
+        self.addCleanup(lambda: self.backend.running and self.backend.stopService())
+        self.high = self.backend.topics[Queue.QUEUE_HIGH]
+
+    @inlineCallbacks
+    def test_health_follows_publishes(self):
+        """
+        Publishes that time out turn health false although the topics
+        answer; the next confirmed publish turns it true again.
+        """
+        self.assertIs((yield self.backend.check()), True)
+        self.fake.hang.add(self.high)
+        [outcome] = yield self.backend.publish([make_job(1, queue=Queue.QUEUE_HIGH)])
+        self.assertIsInstance(outcome, Unavailable)
+        self.assertIs((yield self.backend.check()), False)
+        self.fake.hang.clear()
+        self.assertEqual((yield self.backend.publish([make_job(2)])), [None])
+        self.assertIs((yield self.backend.check()), True)
+
+    @inlineCallbacks
+    def test_some_confirmed_some_timed_out(self):
+        """
+        In one call, the jobs Pub/Sub confirms answer C{None} and only those
+        it does not confirm in time answer ``Unavailable``, after the
+        timeout.
+        """
+        self.fake.hang.add(self.high)
+        started = reactor.seconds()
+        outcomes = yield self.backend.publish(
+            [make_job(1, queue=Queue.QUEUE_LOW), make_job(2, queue=Queue.QUEUE_HIGH),
+             make_job(3, queue=Queue.QUEUE_IMMEDIATE)]
+        )
+        self.assertEqual(outcomes[0], None)
+        self.assertIsInstance(outcomes[1], Unavailable)
+        self.assertEqual(outcomes[2], None)
+        self.assertGreaterEqual(reactor.seconds() - started, 0.9)
+        self.assertEqual(
+            sorted(topic for topic, _ in self.fake.published),
+            [self.backend.topics[Queue.QUEUE_IMMEDIATE], self.backend.topics[Queue.QUEUE_LOW]],
+        )
+
+    def test_batch_latency_bounded(self):
+        """A batch latency over half the publish timeout is refused."""
+        self.assertRaises(
+            ValueError, PubSubBackend, "proj", reactor, publish_timeout=1.0, batch_latency=0.6
+        )
+
+
 class PublishOnlyAccountTests(unittest.TestCase):
     """
     An account that may publish but not read topic metadata (real Pub/Sub
@@ -322,9 +401,7 @@ class PublishOnlyAccountTests(unittest.TestCase):
         from twisted.internet.testing import EventLoggingObserver
         from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
-        from jackd.testing.pubsub_fake import PublishOnlyPubSub
-
-        fake = PublishOnlyPubSub()
+        fake = FakePubSub(readable=False)
         fake.start()
         self.addCleanup(fake.stop)
         previous = os.environ.get("PUBSUB_EMULATOR_HOST")

@@ -81,3 +81,24 @@ class StartTests(SynchronousTestCase):
         self.assertEqual(events, ["start storage"])
         self.assertEqual(len(failures), 1)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_stopped_while_starting(self):
+        """
+        A child whose start fails because Jack was stopped meanwhile (SIGTERM
+        during start-up) is no start failure: nothing critical is logged and
+        the failure callback is not called.
+        """
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        failures = []
+        checking = Deferred()
+        root, events = tree({"backend": checking}, failures.append)
+        root.startService()
+        root.stopService()
+        checking.errback(ConfigError("cannot reach Pub/Sub: channel closed"))
+        self.assertEqual(failures, [])
+        self.assertIs(self.successResultOf(root.ready), False)
+        self.assertEqual([e for e in observer if e["log_level"] == LogLevel.critical], [])
+        self.assertNotIn("start scheduler", events)

@@ -196,6 +196,19 @@ class BuildServiceTests(SynchronousTestCase):
             ],
         )
 
+    def test_pubsub_batch_latency_under_timeout(self):
+        """
+        A batch latency over half the publish timeout is a ConfigError: jobs
+        would time out waiting for their batch and be delivered anyway.
+        """
+        error = self.assertRaises(
+            ConfigError, self.build,
+            ["--grpc-port", "0", "--queue-backend", "pubsub", "--pubsub-project", "p",
+             "--pubsub-batch-latency", "1h", "--pubsub-publish-timeout", "1s"],
+        )
+        self.assertIn("PUBSUB_BATCH_LATENCY (3600s) must be at most half of "
+                      "PUBSUB_PUBLISH_TIMEOUT (1s)", str(error))
+
     def test_bad_topic_name(self):
         """A topic name Pub/Sub would refuse is a usage error naming the option."""
         for name in ("ab", "1abc", "goog-jobs", "with space", "a" * 256):

@@ -1,10 +1,11 @@
 """
 A Pub/Sub server for what the emulator cannot show: an account that may
-publish but not read topics (the emulator has no IAM).  It speaks the real
+publish but not read topics (the emulator has no IAM), and a Pub/Sub whose
+topics answer while its publishes hang.  It speaks the real
 ``google.pubsub.v1.Publisher`` protocol over gRPC, so the official client
 talks to it unchanged (``PUBSUB_EMULATOR_HOST``)::
 
-    fake = PublishOnlyPubSub()
+    fake = FakePubSub(readable=False)
     fake.start()
     ... PUBSUB_EMULATOR_HOST=fake.host ...
     fake.published     # [(topic, PubsubMessage)]
@@ -25,14 +26,20 @@ from google.pubsub_v1.types import (
 )
 
 
-class PublishOnlyPubSub:
+class FakePubSub:
     """
-    Answers ``GetTopic`` with PERMISSION_DENIED, as real Pub/Sub does for
-    an account without ``pubsub.topics.get``, and accepts every
-    ``Publish``.
+    @param readable: C{False} to answer ``GetTopic`` with PERMISSION_DENIED,
+        as real Pub/Sub does for an account without ``pubsub.topics.get``;
+        C{True} to answer that every topic exists.
+    @ivar hang: topic paths whose ``Publish`` calls hang until the client
+        gives up (or the server stops); the others are accepted at once.
+        Change it while running.
     """
 
-    def __init__(self):
+    def __init__(self, readable=True):
+        self.readable = readable
+        self.hang = set()
+        self._released = threading.Event()
         self.published = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -40,12 +47,19 @@ class PublishOnlyPubSub:
         self.host = None
 
     def _get_topic(self, request, context):
-        context.abort(
-            grpc.StatusCode.PERMISSION_DENIED,
-            "User not authorized to perform this action.",
-        )
+        if not self.readable:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "User not authorized to perform this action.",
+            )
+        return Topic.pb()(name=request.topic)
 
     def _publish(self, request, context):
+        if request.topic in self.hang:
+            # Until the caller's deadline passes, or the server stops.
+            while context.is_active() and not self._released.wait(0.05):
+                pass
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "hung (fake)")
         ids = []
         with self._lock:
             for message in request.messages:
@@ -69,7 +83,8 @@ class PublishOnlyPubSub:
                 ),
             },
         )
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._released.clear()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
         self._server.add_generic_rpc_handlers((handler,))
         port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
@@ -77,5 +92,6 @@ class PublishOnlyPubSub:
 
     def stop(self):
         if self._server is not None:
+            self._released.set()
             self._server.stop(0).wait()
             self._server = None
