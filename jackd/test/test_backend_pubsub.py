@@ -8,6 +8,7 @@ import threading
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
@@ -304,7 +305,11 @@ class OutageTests(unittest.TestCase):
 
         # The emulator comes back empty: the check makes the topics again.
         yield deferToThread(emulator.start)
-        self.assertIs((yield backend.check()), True)
+        # The client reconnects within a few seconds (not at once): poll.
+        deadline = reactor.seconds() + 15
+        while not (yield backend.check()):
+            self.assertLess(reactor.seconds(), deadline, "no recovery in 15 s")
+            yield deferLater(reactor, 0.2, lambda: None)
         subscription = unique("back")
         yield deferToThread(
             emulator.create_subscription,
