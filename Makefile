@@ -18,7 +18,7 @@ SOURCES := setup.py $(wildcard jack/*.py twisted/plugins/*.py) \
 
 PROTOS := $(sort $(wildcard proto/jack/*.proto))
 
-.PHONY: venv install-tools generate build run test lint breaking clean
+.PHONY: venv install-tools generate build run test lint breaking bench clean
 
 # Internal: an empty virtualenv with a current pip.
 venv: $(BIN)/python
@@ -58,6 +58,24 @@ lint: $(STAMP)
 # Against main (or main~1 on main itself); see tools/buf-breaking.sh.
 breaking: $(STAMP)
 	BUF=$(BIN)/buf tools/buf-breaking.sh
+
+# Benchmarks (bench/, results in bench/results/): Jack's enqueue path against
+# gRPC echo servers, Celery and RQ (`make bench ARGS="--reps 5"`; `python -m
+# bench --help`), then, when bench/schedule.py is there, scheduling
+# timeliness (`SCHEDULE_ARGS="--store sqlite"`). The bench extra adds what the
+# dev install lacks (py-spy).
+BENCH_STAMP   := $(VENV)/.installed-bench
+SCHEDULE_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP)
+	rm -rf build *.egg-info
+	$(BIN)/python -m pip install '.[dev,bench]'
+	cd $(VENV) && bin/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(ARGS)
+	if [ -f bench/schedule.py ]; then $(BIN)/python -m bench.schedule $(SCHEDULE_ARGS); fi
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .buf-cache _trial_temp* twisted/plugins/dropin.cache

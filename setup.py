@@ -1,5 +1,14 @@
 from setuptools import find_packages, setup
 
+# What bench/ needs to run (its smoke run is part of the tests).
+BENCH_RUN = [
+    "celery>=5.5",
+    "rq>=2.0",
+    "redis>=5.0",
+    "hdrhistogram>=0.10",
+    "matplotlib>=3.8",
+]
+
 setup(
     name="jackd",
     version="0.1.0",
@@ -32,7 +41,13 @@ setup(
             "selenium>=4.30",
             # Manhole tests: a real SSH client.
             "paramiko>=3.4",
+            # The benchmark's smoke run (jackd/test/test_bench_smoke.py)
+            # drives every client and writes the chart: see "bench" below.
+            *BENCH_RUN,
         ],
+        # `make bench`: the clients Jack is compared with, the latency
+        # histograms, the chart and the profiler (python -m bench.profile).
+        "bench": [*BENCH_RUN, "py-spy>=0.4"],
     },
     entry_points={"console_scripts": ["jackctl = jackd.ctl:main"]},
 )

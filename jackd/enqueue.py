@@ -185,17 +185,27 @@ class Enqueuer:
             trace_id=request.trace_id,
             max_retries=job_type.max_retries,
         )
-        job.enqueued_at.FromNanoseconds(now)
+        # The fields set directly, as FromNanoseconds would set them (it
+        # re-checks a clock reading that is valid anyway): once per job.
+        seconds, nanos = divmod(now, 1_000_000_000)
+        enqueued_at = job.enqueued_at
+        enqueued_at.seconds = seconds
+        enqueued_at.nanos = nanos
+        run_at = job.run_at
         if request.HasField("run_at") and request.run_at.ToNanoseconds() > now:
-            job.run_at.CopyFrom(request.run_at)
+            run_at.CopyFrom(request.run_at)
         else:
-            job.run_at.FromNanoseconds(now)
+            run_at.seconds = seconds
+            run_at.nanos = nanos
         return job
 
 
 def _is_for_later(job) -> bool:
     """Whether the scheduler holds C{job}: _make_job set a run_at after now."""
-    return job.run_at.ToNanoseconds() > job.enqueued_at.ToNanoseconds()
+    # Both timestamps are valid (0 <= nanos < 10**9), so comparing
+    # (seconds, nanos) is comparing nanoseconds, without the arithmetic.
+    run_at, enqueued_at = job.run_at, job.enqueued_at
+    return (run_at.seconds, run_at.nanos) > (enqueued_at.seconds, enqueued_at.nanos)
 
 
 def _only_outcome(outcomes, job_id):

@@ -9,7 +9,6 @@ an id smaller than the one before it.  `job_id_time` decodes the creation
 time.
 """
 
-import base64
 import datetime
 import os
 import secrets
@@ -17,13 +16,17 @@ import secrets
 JOB_ID_PREFIX = "job_"
 PRODUCER_ID_PREFIX = "prod_"
 
-_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
-_FROM_CROCKFORD = {c: i for i, c in enumerate(_CROCKFORD.decode())}
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FROM_CROCKFORD = {c: i for i, c in enumerate(_CROCKFORD)}
+# Every 10-bit value as its two characters: an id is 13 lookups (on the
+# enqueue hot path this is a few times faster than base64.b32encode).
+_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 _RANDOM_BITS = 80
 _RANDOM_LIMIT = 1 << _RANDOM_BITS
 _ID_CHARS = 26
+# The 130 bits of an id (the top two always zero), ten at a time, most
+# significant first.
+_PAIR_SHIFTS = tuple(range(5 * _ID_CHARS - 10, -1, -10))
 
 
 def new_producer_id() -> str:
@@ -57,10 +60,9 @@ class JobIdGenerator:
                 random = int.from_bytes(self._randbytes(10), "big")
         self._last_ms, self._last_random = ms, random
         value = (ms << _RANDOM_BITS) | random
-        # 160 bits make 32 base32 characters; the last 26 hold the 130 bits
-        # of the id (the top two always zero).
-        text = base64.b32encode(value.to_bytes(20, "big")).translate(_TO_CROCKFORD)
-        return JOB_ID_PREFIX + text[-_ID_CHARS:].decode("ascii")
+        return JOB_ID_PREFIX + "".join(
+            [_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS]
+        )
 
 
 def job_id_time(job_id: str) -> datetime.datetime:
@@ -81,5 +83,5 @@ def job_id_time(job_id: str) -> datetime.datetime:
     if value >> 128:
         raise ValueError(f"not a job id: {job_id!r}")
     ms = value >> _RANDOM_BITS
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
     return epoch + datetime.timedelta(milliseconds=ms)

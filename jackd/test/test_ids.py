@@ -5,7 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from jackd.ids import JobIdGenerator, job_id_time, new_producer_id
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 def counting_bytes(start=0):
@@ -24,6 +24,24 @@ class JobIdTests(SynchronousTestCase):
         """A job id is job_ and 26 Crockford base32 characters."""
         job_id = JobIdGenerator(Clock()).new()
         self.assertRegex(job_id, r"\Ajob_[0-9A-HJKMNP-TV-Z]{26}\Z")
+
+    def test_encoding(self):
+        """
+        The 48-bit millisecond count and the 80 further bits are written
+        most significant first, five bits to a Crockford base32 character.
+        """
+        clock = Clock()
+        clock.advance(1796300000.123456)
+        ids = JobIdGenerator(clock, randbytes=lambda n: bytes(range(1, n + 1)))
+        self.assertEqual(
+            [ids.new(), ids.new()],
+            ["job_01M8XX5JVV041061050R3GG28A", "job_01M8XX5JVV041061050R3GG28B"],
+        )
+        ids = JobIdGenerator(Clock(), randbytes=lambda n: b"\xff" * n)
+        self.assertEqual(
+            [ids.new(), ids.new()],
+            ["job_0000000000ZZZZZZZZZZZZZZZZ", "job_0000000001ZZZZZZZZZZZZZZZZ"],
+        )
 
     def test_time_decodes(self):
         """job_id_time gives back the clock's time to the millisecond."""
