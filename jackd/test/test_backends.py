@@ -4,12 +4,13 @@ and L{jackd.testing.backends.RecordingBackend}.
 """
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from jack.job_pb2 import Queue
-from jackd.backends.noop import NoopBackend
+from jackd.backends.noop import SUMMARY_INTERVAL, NoopBackend
 from jackd.errors import InvalidArgument, Unavailable
 from jackd.test.backend_mixin import QUEUES, QueueBackendTestsMixin, make_job
 from jackd.testing.backends import RecordingBackend
@@ -42,7 +43,8 @@ class NoopLoggingTests(unittest.SynchronousTestCase):
     """
 
     def setUp(self):
-        self.backend = NoopBackend()
+        self.clock = Clock()
+        self.backend = NoopBackend(self.clock)
         observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.events = lambda: [e for e in observer if e.get("log_source") is self.backend]
 
@@ -57,17 +59,18 @@ class NoopLoggingTests(unittest.SynchronousTestCase):
         self.assertEqual(event["log_level"], LogLevel.warn)
         self.assertIn("never delivered", formatEvent(event))
 
-    def test_oneEventPerPublish(self):
+    def test_publishesLogged(self):
         """
-        Each C{publish} call logs one event carrying the number of jobs
-        (C{count}) and, for each job, its id, producer, type and queue name
-        (C{jobs}), with nothing left unlisted.
+        A C{publish} after a quiet spell logs one event at once, carrying
+        the number of jobs (C{count}) and, for each job, its id, producer,
+        type and queue name (C{jobs}), with nothing left unlisted.
         """
         jobs = [
             make_job(n, queue=queue, producer_id=f"prod_{n}", job_type=f"type_{n}")
             for n, queue in enumerate(QUEUES)
         ]
         self.successResultOf(self.backend.publish(jobs))
+        self.clock.advance(SUMMARY_INTERVAL)  # a quiet spell
         self.successResultOf(self.backend.publish([make_job(9, queue=Queue.QUEUE_HIGH)]))
         first, second = self.events()
         self.assertEqual(first["count"], 4)
@@ -86,6 +89,35 @@ class NoopLoggingTests(unittest.SynchronousTestCase):
         self.assertEqual([j["job_id"] for j in second["jobs"]], [make_job(9).job_id])
         self.assertEqual(second["jobs"][0]["queue"], "high")
         self.assertIn(make_job(9).job_id, formatEvent(second))
+
+    def test_busyPublishesSummed(self):
+        """
+        Publishes within SUMMARY_INTERVAL of a logged one are summed up in
+        one event at the interval's end (count, calls, the first ten jobs);
+        a steady load logs once per interval; stopping logs what is held.
+        """
+        self.successResultOf(self.backend.publish([make_job(0)]))
+        for n in range(1, 31):
+            self.successResultOf(self.backend.publish([make_job(n)]))
+        self.assertEqual(len(self.events()), 1)
+        self.clock.advance(SUMMARY_INTERVAL)
+        first, summary = self.events()
+        self.assertEqual((summary["count"], summary["calls"], summary["unlisted"]), (30, 30, 20))
+        self.assertEqual(
+            [j["job_id"] for j in summary["jobs"]], [make_job(n).job_id for n in range(1, 11)]
+        )
+        self.assertIn("30 more job(s) in 30 call(s)", formatEvent(summary))
+        self.successResultOf(self.backend.publish([make_job(40), make_job(41)]))
+        self.assertEqual(len(self.events()), 2)  # still within a window
+        self.backend.startService()
+        self.backend.stopService()
+        last = self.events()[-1]
+        self.assertEqual((last["count"], last["calls"]), (2, 1))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.clock.advance(SUMMARY_INTERVAL)  # the window ended: next logs at once
+        self.successResultOf(self.backend.publish([make_job(50)]))
+        self.assertEqual(self.events()[-1]["count"], 1)
+        self.assertEqual(self.events()[-1]["jobs"][0]["job_id"], make_job(50).job_id)
 
     def test_bulkListsTen(self):
         """
