@@ -12,6 +12,9 @@ completions hop to the reactor with ``callFromThread``, and the client's
 blocking calls (topic checks, ``stop``) run through ``deferToThread``.
 """
 
+import threading
+from functools import partial
+
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from twisted.application.service import Service
@@ -105,16 +108,37 @@ def attributes_of(job) -> dict:
     return attributes
 
 
-def check_message(topic_path, data, attributes) -> None:
+def _field_size(length: int) -> int:
+    """Bytes of a length-delimited protobuf field (tag < 16) of C{length}."""
+    return 1 + _varint_size(length) + length
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def request_size(topic_path: str, data_size: int, attributes: dict) -> int:
+    """
+    The encoded size of a ``PublishRequest`` carrying one message, as the
+    client measures it against Pub/Sub's limit, computed without building
+    (and copying the payload into) the message.
+    """
+    message = _field_size(data_size) if data_size else 0
+    for key, value in attributes.items():
+        entry = _field_size(len(key.encode("utf-8"))) + _field_size(len(value.encode("utf-8")))
+        message += _field_size(entry)
+    return _field_size(len(topic_path.encode("utf-8"))) + _field_size(message)
+
+
+def check_message(topic_path, data_size, attributes) -> None:
     """
     Refuse a message real Pub/Sub would refuse.
 
+    @param data_size: the length of the message body.
     @raise InvalidArgument: over the request size or an attribute limit;
         the field is the attribute (for ``trace_id``, the request field of
         the same name) or ``payload``.
     """
-    from google.pubsub_v1.types import PublishRequest, PubsubMessage
-
     if len(attributes) > MAX_ATTRIBUTES:
         raise InvalidArgument(
             "attributes",
@@ -133,8 +157,7 @@ def check_message(topic_path, data, attributes) -> None:
                 key, f"is {value_bytes} bytes as a message attribute; Pub/Sub "
                 f"allows at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes",
             )
-    message = PubsubMessage.pb()(data=data, attributes=attributes)
-    size = PublishRequest.pb()(topic=topic_path, messages=[message]).ByteSize()
+    size = request_size(topic_path, data_size, attributes)
     if size > MAX_PUBLISH_REQUEST_BYTES:
         raise InvalidArgument(
             "payload",
@@ -197,6 +220,10 @@ class PubSubBackend(Service):
         # Deferreds that fire when the client finished a publish (confirmed
         # or failed): shutdown waits for all of them.
         self._in_flight = set()
+        # Finished publishes waiting for their hop to the reactor thread.
+        self._completions_lock = threading.Lock()
+        self._completions = []
+        self._hop_pending = False
         # Topics a publisher-only account may not read (warned once).
         self._unreadable = set()
         # Why the last health check found Pub/Sub unusable (None: usable).
@@ -341,7 +368,7 @@ class PubSubBackend(Service):
     # IQueueBackend.
 
     def validate(self, job):
-        check_message(self._topics[job.queue], job.SerializeToString(), attributes_of(job))
+        check_message(self._topics[job.queue], job.ByteSize(), attributes_of(job))
 
     def publish(self, jobs):
         outcomes = [None] * len(jobs)
@@ -396,7 +423,7 @@ class PubSubBackend(Service):
         data = job.SerializeToString()
         attributes = attributes_of(job)
         try:
-            check_message(topic, data, attributes)
+            check_message(topic, len(data), attributes)
         except InvalidArgument as error:
             return error, None
         if self._publisher is None or not self.running:
@@ -421,13 +448,30 @@ class PubSubBackend(Service):
         self._outstanding_bytes += size
         done = Deferred()
         self._in_flight.add(done)
-        # Runs on a client thread (or here, if already done): hop.
-        future.add_done_callback(
-            lambda f: self._reactor.callFromThread(done.callback, f)
-        )
+        future.add_done_callback(partial(self._completed, done))
         done.addCallback(self._finished, size, job)
         done.addBoth(_passing(self._in_flight.discard, done))
         return None, done
+
+    def _completed(self, done, future):
+        """
+        A publish finished: runs on a client thread (or here, if it was
+        done already).  Completions queue up and hop to the reactor thread
+        together, one wake-up for a whole batch rather than one per job.
+        """
+        with self._completions_lock:
+            self._completions.append((done, future))
+            if self._hop_pending:
+                return
+            self._hop_pending = True
+        self._reactor.callFromThread(self._deliver_completions)
+
+    def _deliver_completions(self):
+        with self._completions_lock:
+            completions, self._completions = self._completions, []
+            self._hop_pending = False
+        for done, future in completions:
+            done.callback(future)
 
     def _finished(self, future, size, job):
         self._outstanding -= 1

@@ -19,6 +19,7 @@ from jackd.backends.pubsub import (
     PubSubBackend,
     attributes_of,
     check_message,
+    request_size,
 )
 from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
 from jackd.test.backend_mixin import QUEUES, QueueBackendTestsMixin, make_job
@@ -441,29 +442,42 @@ class CheckMessageTests(unittest.SynchronousTestCase):
 
     def test_attribute_count(self):
         attributes = {f"k{n}": "v" for n in range(101)}
-        error = self.assertRaises(InvalidArgument, check_message, self.TOPIC, b"", attributes)
+        error = self.assertRaises(InvalidArgument, check_message, self.TOPIC, 0, attributes)
         self.assertIn("at most 100", str(error))
-        check_message(self.TOPIC, b"", dict(list(attributes.items())[:100]))
+        check_message(self.TOPIC, 0, dict(list(attributes.items())[:100]))
 
     def test_attribute_key_size(self):
         error = self.assertRaises(
-            InvalidArgument, check_message, self.TOPIC, b"", {"k" * 257: "v"}
+            InvalidArgument, check_message, self.TOPIC, 0, {"k" * 257: "v"}
         )
         self.assertIn("at most 256 bytes", str(error))
-        check_message(self.TOPIC, b"", {"k" * 256: "v"})
+        check_message(self.TOPIC, 0, {"k" * 256: "v"})
 
     def test_attribute_value_size(self):
         """Bytes count, not characters."""
         error = self.assertRaises(
-            InvalidArgument, check_message, self.TOPIC, b"", {"trace_id": "é" * 513}
+            InvalidArgument, check_message, self.TOPIC, 0, {"trace_id": "é" * 513}
         )
         self.assertEqual(error.field, "trace_id")
-        check_message(self.TOPIC, b"", {"trace_id": "é" * 512})
+        check_message(self.TOPIC, 0, {"trace_id": "é" * 512})
 
     def test_request_size(self):
         """The whole publish request, as the client measures it."""
         overhead = 2 + len(self.TOPIC) + 2 + 5  # topic field, message field headers
-        check_message(self.TOPIC, b"x" * (MAX_PUBLISH_REQUEST_BYTES - overhead - 64), {})
+        check_message(self.TOPIC, MAX_PUBLISH_REQUEST_BYTES - overhead - 64, {})
         self.assertRaises(
-            InvalidArgument, check_message, self.TOPIC, b"x" * MAX_PUBLISH_REQUEST_BYTES, {}
+            InvalidArgument, check_message, self.TOPIC, MAX_PUBLISH_REQUEST_BYTES, {}
         )
+
+    def test_size_as_protobuf_encodes_it(self):
+        """
+        The computed request size is the size protobuf encodes, for bodies
+        and attributes around the varint length boundaries.
+        """
+        from google.pubsub_v1.types import PublishRequest, PubsubMessage
+
+        for data_size in (0, 1, 127, 128, 16383, 16384, 2**21 + 5):
+            for attributes in ({}, {"job_id": "j" * 26}, {"k" * 127: "é" * 64, "q": ""}):
+                message = PubsubMessage.pb()(data=b"x" * data_size, attributes=attributes)
+                expected = PublishRequest.pb()(topic=self.TOPIC, messages=[message]).ByteSize()
+                self.assertEqual(request_size(self.TOPIC, data_size, attributes), expected)
