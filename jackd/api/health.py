@@ -9,6 +9,7 @@ import asyncio
 
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -53,6 +54,9 @@ class HealthService(Service):
     @param store: an ``IConfigStore``, behind ``jack.AdminService``.
     @param clock: an ``IReactorTime``.
     @param interval: seconds between checks.
+    @ivar check_timeout: seconds a check may take before it counts as
+        failed: at least C{interval}, and 5 s (a check reads a remote
+        service).
     @param drain_delay: seconds to keep answering NOT_SERVING at shutdown
         before the API stops taking calls, so load balancers notice.
     """
@@ -67,6 +71,7 @@ class HealthService(Service):
         }
         self._clock = clock
         self._interval = interval
+        self.check_timeout = max(interval, 5.0)
         self._drain_delay = drain_delay
         self._servicer = None
         self._loop = None
@@ -88,21 +93,35 @@ class HealthService(Service):
         self._loop.start(self._interval, now=True)
 
     def check_now(self) -> Deferred:
-        """Run every check once (each distinct one once) and publish the statuses."""
-        running = {}
-        for check in self._checks.values():
-            if check not in running:
-                running[check] = maybeDeferred(check).addErrback(self._check_failed)
-        d = gatherResults(list(running.values()))
-        d.addCallback(
-            lambda _: self._publish(
-                {name: running[check].result for name, check in self._checks.items()}
-            )
-        )
-        return d
+        """
+        Run every check once (each distinct one once) and publish each
+        one's statuses as soon as it answers, so a slow config storage does
+        not hold back the health of the queue backend (and the reverse).
 
-    def _check_failed(self, failure):
-        self._log.failure("A health check failed", failure)
+        @return: Deferred firing once every check answered or timed out.
+        """
+        names_of = {}
+        for name, check in self._checks.items():
+            names_of.setdefault(check, []).append(name)
+        done = []
+        for check, names in names_of.items():
+            d = maybeDeferred(check)
+            d.addTimeout(self.check_timeout, self._clock)
+            d.addErrback(self._check_failed, names)
+            d.addCallback(lambda ok, names=names: self._publish(dict.fromkeys(names, ok)))
+            done.append(d)
+        return gatherResults(done)
+
+    def _check_failed(self, failure, names):
+        if failure.check(defer.TimeoutError):
+            self._log.warn(
+                "The health check behind {services} took longer than {timeout}s: "
+                "counted as failed",
+                services=", ".join(repr(name) for name in names),
+                timeout=self.check_timeout,
+            )
+        else:
+            self._log.failure("A health check failed", failure)
         return False
 
     def _publish(self, results):

@@ -279,6 +279,31 @@ class HealthAndReflectionTests(ApiTestCase):
         self.assertEqual(await self.statuses(), [SERVING] * 3)
 
     @asyncio_test
+    async def test_slow_check_holds_back_no_other(self):
+        """
+        A check that does not answer (a config storage hanging) counts as
+        failed after the check timeout, and meanwhile the other check's
+        statuses are published as soon as it answers.
+        """
+        health_service = self.root.getServiceNamed("health")
+        health_service.check_timeout = 1.0
+        hanging = Deferred()
+        store = self.root.getServiceNamed("storage")
+        store.check = lambda: hanging
+        health_service._checks["jack.AdminService"] = store.check
+        self.backend.healthy = False
+        checking = health_service.check_now()
+        loop = asyncio.get_running_loop()
+        for _ in range(40):  # the backend's answer is published at once
+            if (await self.statuses())[:2] == [NOT_SERVING, NOT_SERVING]:
+                break
+            await asyncio.sleep(0.01)
+        self.assertEqual(await self.statuses(), [NOT_SERVING, NOT_SERVING, SERVING])
+        self.assertFalse(checking.called)
+        await checking.asFuture(loop)
+        self.assertEqual(await self.statuses(), [NOT_SERVING, NOT_SERVING, NOT_SERVING])
+
+    @asyncio_test
     async def test_reflection(self):
         """Reflection v1 and v1alpha both list every service served."""
         expected = sorted([
