@@ -192,16 +192,18 @@ SETTINGS = (
             "the oldest due one is."),
     Setting("manhole-port", "MANHOLE_PORT", "", _optional_port,
             "TCP port of the SSH manhole, a Python prompt inside Jack for "
-            "operators (key login only); unset: no manhole."),
+            "operators (key login only; not GRPC_PORT); unset: no manhole."),
     Setting("manhole-interface", "MANHOLE_INTERFACE", "127.0.0.1", _ip_address,
-            "Address the SSH manhole listens on."),
+            "Address the SSH manhole listens on (an address of this machine)."),
     Setting("manhole-authorized-keys", "MANHOLE_AUTHORIZED_KEYS", "", str,
-            "OpenSSH authorized_keys file of the public keys the manhole "
-            "accepts (required with MANHOLE_PORT; read at each login)."),
+            "OpenSSH authorized_keys file of the public keys (Ed25519, ECDSA, "
+            "RSA) the manhole accepts (required with MANHOLE_PORT; read at "
+            "each login; refused when group or others can write it)."),
     Setting("manhole-host-key", "MANHOLE_HOST_KEY", "", str,
             "File of the manhole's SSH host key (OpenSSH private key), "
-            "written with a new Ed25519 key when missing; unset: a new key "
-            "each start, its fingerprint logged."),
+            "written with a new Ed25519 key when missing (refused when group "
+            "or others can write it); unset: a new key each start, its "
+            "fingerprint logged."),
 )
 
 
@@ -320,10 +322,15 @@ def install_reactor():
     return reactor
 
 
-def check_port_free(port: int) -> None:
+def check_port_free(port: int, interface: str | None = None) -> None:
     """
-    @raise ConfigError: something already listens on C{port}.
+    @param interface: the IP address to be listened on; C{None}: every one.
+    @raise ConfigError: something already listens on C{port}, or
+        C{interface} is not an address of this machine.
     """
+    if interface is not None:
+        _check_bind(port, interface)
+        return
     if port == 0:
         return
     family, host = (socket.AF_INET6, "::") if socket.has_ipv6 else (socket.AF_INET, "")
@@ -339,6 +346,25 @@ def check_port_free(port: int) -> None:
         except OSError as error:
             reason = "already in use" if error.errno == errno.EADDRINUSE else error.strerror
             raise ConfigError(f"cannot listen on port {port}: {reason}") from None
+
+
+def _check_bind(port, interface):
+    """Bind C{interface}:C{port} for a moment, as the service will (port 0 too)."""
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    try:
+        probe = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {interface}: {error.strerror}") from None
+    with probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((interface, port))
+        except OSError as error:
+            reason = {
+                errno.EADDRINUSE: "already in use",
+                errno.EADDRNOTAVAIL: "not an address of this machine",
+            }.get(error.errno, error.strerror)
+            raise ConfigError(f"cannot listen on {interface} port {port}: {reason}") from None
 
 
 def build_service(options, reactor, store=None, backend=None, on_start_failure=None):

@@ -35,36 +35,54 @@ PRODUCERS = [
 ]
 
 
+def create_in_console(browser, console, name, description):
+    """
+    Create a producer through the console's form, as an operator does (its
+    "Producer created" notice shows only then).
+
+    @return: the producer's id and the URL of its page with the notice.
+    """
+    browser.get(console.url + "producers/new")
+    browser.find_element("css selector", "#name").send_keys(name)
+    browser.find_element("css selector", "#description").send_keys(description)
+    browser.find_element("css selector", "form button[type=submit]").click()
+    return browser.find_element("css selector", "#new-id").text, browser.current_url
+
+
 def main():
     docs = ROOT / "docs"
     jack = JackProcess()
     jack.start()
+    console = ConsoleProcess(jack.address)
+    browser = None
     try:
-        admin = admin_pb2_grpc.AdminServiceStub(jack.channel())
-        billing = None
-        for name, description, job_types in PRODUCERS:
-            producer = admin.CreateProducer(
-                admin_pb2.CreateProducerRequest(name=name, description=description)
-            ).producer
-            billing = billing or producer
-            for job_type, queue, retries, text in job_types:
-                admin.CreateJobType(admin_pb2.CreateJobTypeRequest(
-                    producer_id=producer.producer_id, name=job_type, queue=queue,
-                    max_retries=retries, description=text,
-                ))
-        console = ConsoleProcess(jack.address)
         console.start()
         browser = start_browser()
-        try:
-            browser.set_window_size(1100, 700)
-            browser.get(console.url + "producers")
-            print(save_screenshot(browser, "console-producers", docs))
-            browser.get(console.url + f"producers/{billing.producer_id}?created=1")
-            print(save_screenshot(browser, "console-producer", docs))
-        finally:
-            browser.quit()
-            console.stop()
+        browser.set_window_size(1100, 700)
+        admin = admin_pb2_grpc.AdminServiceStub(jack.channel())
+        created_url = None
+        for name, description, job_types in PRODUCERS:
+            if created_url is None:
+                producer_id, created_url = create_in_console(
+                    browser, console, name, description
+                )
+            else:
+                producer_id = admin.CreateProducer(
+                    admin_pb2.CreateProducerRequest(name=name, description=description)
+                ).producer.producer_id
+            for job_type, queue, retries, text in job_types:
+                admin.CreateJobType(admin_pb2.CreateJobTypeRequest(
+                    producer_id=producer_id, name=job_type, queue=queue,
+                    max_retries=retries, description=text,
+                ))
+        browser.get(console.url + "producers")
+        print(save_screenshot(browser, "console-producers", docs))
+        browser.get(created_url)
+        print(save_screenshot(browser, "console-producer", docs))
     finally:
+        if browser is not None:
+            browser.quit()
+        console.stop()
         jack.stop()
 
 

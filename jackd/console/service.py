@@ -6,12 +6,14 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from jackd.api.edge import as_deferred
+from jackd.console.guard import LimitedRequest
 
 
 class ConsoleService(Service):
     """
-    Serves C{resource} over HTTP on C{interface}:C{port} and opens the
-    client's gRPC channel at start; closes both at stop.
+    Serves C{resource} over HTTP on C{interface}:C{port} (request bodies
+    limited by ``jackd.console.guard.LimitedRequest``) and opens the client's
+    gRPC channel at start; closes both at stop.
 
     @param port: TCP port (0: any free one; L{port} says which once started).
     @param interface: the address to listen on.
@@ -26,7 +28,7 @@ class ConsoleService(Service):
         self.port = port
         self.interface = interface
         self._client = client
-        self._site = Site(resource)
+        self._site = Site(resource, requestFactory=LimitedRequest)
         self._site.displayTracebacks = False
         self._reactor = reactor
         self._listening = None

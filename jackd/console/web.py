@@ -11,14 +11,13 @@ Pages::
     GET  /producers/ID/job-types/new               the "new job type" form
     POST /producers/ID/job-types                   create one, then see it
 
-CSRF: each browser gets a random token in a cookie (``HttpOnly``,
-``SameSite=Strict``) and the same token in a hidden field of every form; a
-POST whose field does not match its cookie is refused with 403.
+Every request must name the console in its ``Host`` header (else 400), and
+a POST must come from one of the console's own pages (its ``Origin``) and
+carry the CSRF token made for the browser's session cookie (``HttpOnly``,
+``SameSite=Lax``), else 403; see ``jackd.console.guard``.
 """
 
-import hmac
 import re
-import secrets
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -31,10 +30,9 @@ from jack.admin_pb2 import Producer
 from jack.job_pb2 import Queue
 from jackd.api.edge import as_deferred
 from jackd.console import pages
+from jackd.console.guard import SESSION_COOKIE
 from jackd.console.style import CSS
 
-CSRF_COOKIE = b"jack_console_csrf"
-_TOKEN = re.compile(rb"[A-Za-z0-9_-]{43}")
 _FIELD = re.compile(r"([a-z_]+): ")
 
 SECURITY_HEADERS = {
@@ -54,6 +52,14 @@ BUG_PAGE = (
     b"<title>Something went wrong \xc2\xb7 Jack Console</title>"
     b"<h1>Something went wrong</h1>"
     b"<p>The console hit a bug; its log has the details. <a href=/producers>Producers</a></p>"
+)
+
+# Plain too: the page of a host that is not this console says nothing of it.
+UNKNOWN_HOST_PAGE = (
+    b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Unknown host</title>"
+    b"<h1>Unknown host</h1>"
+    b"<p>This console does not answer to this host name. Operators can allow it "
+    b"with CONSOLE_ALLOWED_HOSTS.</p>"
 )
 
 
@@ -85,17 +91,19 @@ def _redirect(url):
 class _Call:
     """
     One request as the handlers see it: its form and query values as text,
-    and its CSRF token (the cookie's, or a new one to set).
+    its session (the cookie's, or a new one to set) and that session's CSRF
+    token.
     """
 
-    def __init__(self, request):
+    def __init__(self, request, guard):
         self.request = request
         self.gone = False
-        cookie = request.getCookie(CSRF_COOKIE)
-        if cookie is not None and _TOKEN.fullmatch(cookie):
-            self.token, self.new_token = cookie.decode("ascii"), False
-        else:
-            self.token, self.new_token = secrets.token_urlsafe(32), True
+        self.guard = guard
+        self.session = guard.session_of(request.getCookie(SESSION_COOKIE))
+        self.new_session = self.session is None
+        if self.new_session:
+            self.session = guard.new_session()
+        self.token = guard.csrf_token(self.session)
 
     def arg(self, name):
         """
@@ -106,12 +114,28 @@ class _Call:
         values = self.request.args.get(name.encode("ascii"))
         return values[0].decode("utf-8") if values else ""
 
-    def csrf_ok(self):
-        """Whether the form's token matches the cookie's (a cookie must exist)."""
-        if self.new_token:
+    def form_ok(self):
+        """
+        Whether this POST comes from a page of the console, with the token
+        of the session in its cookie (a cookie must exist).
+        """
+        if not self.guard.same_origin(*(
+            self.request.getHeader(name)
+            for name in (b"host", b"origin", b"referer", b"sec-fetch-site")
+        )):
+            return False
+        if self.new_session:
             return False
         sent = self.request.args.get(pages.CSRF_FIELD.encode("ascii"), [b""])[0]
-        return hmac.compare_digest(sent, self.token.encode("ascii"))
+        return self.guard.csrf_ok(self.session, sent)
+
+    def notice_proof(self, *about):
+        """See ``Guard.notice_proof``: for this session."""
+        return self.guard.notice_proof(self.session, *about)
+
+    def notice_ok(self, proof, *about):
+        """See ``Guard.notice_ok``: for this session (a new one has none)."""
+        return not self.new_session and self.guard.notice_ok(self.session, proof, *about)
 
 
 class Console(Resource):
@@ -120,15 +144,18 @@ class Console(Resource):
 
     @param client: a ``jackd.console.client.AdminClient``.
     @param page_size: items on one page of a list.
+    @param guard: the ``jackd.console.guard.Guard`` that checks hosts,
+        origins and tokens.
     """
 
     isLeaf = True
     _log = Logger()
 
-    def __init__(self, client, page_size):
+    def __init__(self, client, page_size, guard):
         super().__init__()
         self._client = client
         self._page_size = page_size
+        self._guard = guard
         self._routes = [
             (r"/", {"GET": self._home}),
             (r"/producers", {"GET": self._producers, "POST": self._create_producer}),
@@ -144,7 +171,9 @@ class Console(Resource):
         return self._client.address
 
     def render(self, request):
-        call = _Call(request)
+        if not self._guard.host_allowed(request.getHeader(b"host")):
+            return self._unknown_host(request)
+        call = _Call(request, self._guard)
         request.notifyFinish().addErrback(lambda _: setattr(call, "gone", True))
         d = as_deferred(self._respond(call))
         d.addErrback(self._bug, call)
@@ -170,6 +199,8 @@ class Console(Resource):
                 )
                 response.headers[b"Allow"] = allowed
                 return response
+            if method == "POST" and not call.form_ok():
+                return self._forbidden()
             args = [unquote(group, errors="replace") for group in match.groups()]
             try:
                 return await handler(call, *args)
@@ -180,6 +211,18 @@ class Console(Resource):
                     Problem(400, "Not UTF-8", "The form or address was not UTF-8 text.")
                 )
         return self._problem_page(Problem(404, "Not found", f"Nothing at {path}."))
+
+    def _unknown_host(self, request):
+        self._log.info(
+            "Refused a request for host {host} (not in CONSOLE_ALLOWED_HOSTS)",
+            host=request.getHeader(b"host").decode("latin-1"),
+        )
+        request.setResponseCode(400)
+        for name, value in SECURITY_HEADERS.items():
+            request.setHeader(name, value)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return UNKNOWN_HOST_PAGE
 
     def _bug(self, failure, call):
         self._log.failure("Bug in the console serving {path}", failure,
@@ -198,10 +241,15 @@ class Console(Resource):
         request.setHeader(b"Content-Length", str(len(response.body)).encode("ascii"))
         for name, value in response.headers.items():
             request.setHeader(name, value)
-        if call.new_token:
+        if call.new_session:
+            # Lax, not Strict: a link from another site (a wiki, a chat)
+            # brings the cookie along, so no new session replaces it and
+            # forms open in other tabs keep working.  Cross-site POSTs do not
+            # get it, and same-site ones from other ports fail the origin
+            # check and the token.
             request.addCookie(
-                CSRF_COOKIE, call.token.encode("ascii"),
-                path=b"/", httpOnly=True, sameSite="strict",
+                SESSION_COOKIE, call.session.encode("ascii"),
+                path=b"/", httpOnly=True, sameSite="lax",
             )
         request.write(response.body)
         request.finish()
@@ -254,10 +302,19 @@ class Console(Resource):
         job_types, next_token = await self._client.list_job_types(
             producer_id, self._page_size, token
         )
+        # The notices show only with the proof that this browser just
+        # created the thing, so that no link can make them up.
+        proof, job_type_name = call.arg("created"), call.arg("created_job_type")
+        if job_type_name:
+            created = False
+            if not call.notice_ok(proof, "job-type", producer_id, job_type_name):
+                job_type_name = None
+        else:
+            created = call.notice_ok(proof, "producer", producer_id)
+            job_type_name = None
         return self._html(pages.producer_page(
             producer, job_types, next_token, not token, self._address,
-            created=call.arg("created") == "1",
-            created_job_type=call.arg("created_job_type") or None,
+            created=created, created_job_type=job_type_name,
         ))
 
     async def _new_producer(self, call):
@@ -266,14 +323,12 @@ class Console(Resource):
     def _forbidden(self):
         return self._problem_page(Problem(
             403, "Form refused",
-            "This form did not come with this browser's security token (it "
-            "expired, or another site sent it). Go back, reload the page and "
-            "send it again.",
+            "This form did not come from this console's own page with this "
+            "browser's security token (it expired, the console restarted, or "
+            "another site sent it). Go back, reload the page and send it again.",
         ))
 
     async def _create_producer(self, call):
-        if not call.csrf_ok():
-            return self._forbidden()
         values = {"name": call.arg("name"), "description": call.arg("description")}
         try:
             producer = await self._client.create_producer(values["name"], values["description"])
@@ -282,15 +337,14 @@ class Console(Resource):
             return Response(problem.status, pages.new_producer_page(
                 call.token, self._address, values, problem
             ))
-        return _redirect(pages.producer_url(producer.producer_id, created="1"))
+        proof = call.notice_proof("producer", producer.producer_id)
+        return _redirect(pages.producer_url(producer.producer_id, created=proof))
 
     async def _new_job_type(self, call, producer_id):
         producer = await self._client.get_producer(producer_id)
         return self._html(pages.new_job_type_page(producer, call.token, self._address))
 
     async def _create_job_type(self, call, producer_id):
-        if not call.csrf_ok():
-            return self._forbidden()
         values = {
             name: call.arg(name) for name in ("name", "queue", "max_retries", "description")
         }
@@ -308,7 +362,10 @@ class Console(Resource):
             return Response(problem.status, pages.new_job_type_page(
                 producer, call.token, self._address, values, problem
             ))
-        return _redirect(pages.producer_url(producer_id, created_job_type=job_type.name))
+        proof = call.notice_proof("job-type", producer_id, job_type.name)
+        return _redirect(
+            pages.producer_url(producer_id, created_job_type=job_type.name, created=proof)
+        )
 
     async def _producer_or_placeholder(self, producer_id):
         """The producer, for a form shown again; its bare id when Jack cannot say."""

@@ -15,11 +15,13 @@ from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
+from twisted.internet import task
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from jack import admin_pb2, admin_pb2_grpc
 from jack.job_pb2 import Queue
+from jackd.console.guard import NOTICE_LIFETIME, Guard, host_of
 from jackd.console.tap import SETTINGS, Options, makeService
 from jackd.testing.console import ConsoleProcess
 from jackd.testing.daemon import JackProcess, free_port, run_twistd
@@ -27,6 +29,7 @@ from jackd.testing.daemon import JackProcess, free_port, run_twistd
 DEFAULTS = {
     "console-port": 8080,
     "console-interface": "127.0.0.1",
+    "allowed-hosts": (),
     "jack-addr": "localhost:50051",
     "page-size": 50,
     "call-timeout": 10.0,
@@ -50,6 +53,7 @@ class OptionsTests(SynchronousTestCase):
             parse(environ={
                 "CONSOLE_PORT": "9000",
                 "CONSOLE_INTERFACE": "::1",
+                "CONSOLE_ALLOWED_HOSTS": "Jack.Example.com., ops.internal 10.0.0.7,[::2]",
                 "JACK_ADDR": "jack.internal:6000",
                 "CONSOLE_PAGE_SIZE": "20",
                 "CONSOLE_CALL_TIMEOUT": "2s",
@@ -57,6 +61,7 @@ class OptionsTests(SynchronousTestCase):
             {
                 "console-port": 9000,
                 "console-interface": "::1",
+                "allowed-hosts": ("jack.example.com", "ops.internal", "10.0.0.7", "::2"),
                 "jack-addr": "jack.internal:6000",
                 "page-size": 20,
                 "call-timeout": 2.0,
@@ -80,6 +85,10 @@ class OptionsTests(SynchronousTestCase):
             (["--page-size", "0"], {}, "--page-size: '0' is not a whole number from 1 to 1000"),
             ([], {"CONSOLE_PAGE_SIZE": "1001"}, "CONSOLE_PAGE_SIZE: '1001'"),
             (["--jack-addr", " "], {}, "--jack-addr: must name Jack's gRPC address"),
+            ([], {"CONSOLE_ALLOWED_HOSTS": "jack.example.com:8080"},
+             "CONSOLE_ALLOWED_HOSTS: 'jack.example.com:8080' is not a host name"),
+            ([], {"CONSOLE_ALLOWED_HOSTS": "https://jack.example.com"},
+             "CONSOLE_ALLOWED_HOSTS: 'https://jack.example.com' is not a host name"),
             (["--call-timeout", "0s"], {}, "--call-timeout: '0s' must be longer than 0s"),
         ]
         for argv, environ, message in cases:
@@ -87,15 +96,50 @@ class OptionsTests(SynchronousTestCase):
                 parse(argv, environ)
             self.assertIn(message, str(caught.exception))
 
+    def test_jack_addr(self):
+        """
+        JACK_ADDR is host:port with a port from 1 to 65535, or a target with
+        a gRPC scheme; anything else (no port, a URL) is a usage error.
+        """
+        for good in ["localhost:50051", "jack.internal:1", "10.0.0.7:65535", "[::1]:50051",
+                     "dns:///jack.internal:50051", "unix:/run/jack.sock",
+                     "ipv4:10.0.0.1:5000,10.0.0.2:5000", "ipv6:[::1]:50051"]:
+            self.assertEqual(parse(["--jack-addr", good])["jack-addr"], good)
+        for bad in ["127.0.0.1", "127.0.0.1:99999", "127.0.0.1:0", "http://127.0.0.1:50051",
+                    "jack.internal:", ":50051", "jack internal:50051", "::1:50051", "dns:",
+                    "127.0.0.1:５０"]:
+            with self.assertRaises(usage.UsageError) as caught:
+                parse(environ={"JACK_ADDR": bad})
+            message = str(caught.exception)
+            self.assertTrue(message.startswith("JACK_ADDR: "), message)
+            self.assertNotIn("\n", message)
+
     def test_help_lists_every_setting(self):
         """--help names every option with its environment variable and default."""
         text = " ".join(str(Options(environ={})).split())
         for setting in SETTINGS:
             self.assertIn(f"--{setting.option}=", text)
-            self.assertIn(f"[env {setting.env}; default: {setting.default}]", text)
+            self.assertIn(f"[env {setting.env}; default: {setting.default or 'unset'}]", text)
 
 
 class MakeServiceTests(SynchronousTestCase):
+    def test_interface_not_here(self):
+        """
+        A console interface that is not an address of this machine stops the
+        start with one line (not a traceback from listenTCP).
+        """
+        options = Options(environ={})
+        options.parseOptions(["--console-port", "0", "--console-interface", "192.0.2.1"])
+        from twisted.internet import reactor
+
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options, reactor)
+        self.assertEqual(
+            caught.exception.code,
+            "twistd jack-console: web console (CONSOLE_INTERFACE, CONSOLE_PORT): cannot "
+            "listen on 192.0.2.1 port 0: not an address of this machine",
+        )
+
     def test_port_in_use(self):
         """A console port something listens on stops the start with one line."""
         with socket.socket() as listener:
@@ -110,8 +154,8 @@ class MakeServiceTests(SynchronousTestCase):
                 makeService(options, reactor)
         self.assertEqual(
             caught.exception.code,
-            f"twistd jack-console: web console (CONSOLE_PORT): cannot listen on "
-            f"port {port}: already in use",
+            f"twistd jack-console: web console (CONSOLE_INTERFACE, CONSOLE_PORT): cannot "
+            f"listen on 127.0.0.1 port {port}: already in use",
         )
 
     def test_plugin(self):
@@ -120,6 +164,116 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("--jack-addr=", result.stdout)
         self.assertIn("JACK_ADDR", result.stdout)
+
+    def test_start_error_is_one_line(self):
+        """`twistd jack-console` on an address of another machine exits 1 with one line."""
+        result = run_twistd(["jack-console", "--console-interface", "192.0.2.1"])
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(), [(
+            "twistd jack-console: web console (CONSOLE_INTERFACE, CONSOLE_PORT): cannot "
+            "listen on 192.0.2.1 port 8080: not an address of this machine"
+        )])
+
+
+class GuardTests(SynchronousTestCase):
+    """The console's checks of hosts, origins, tokens and notices, without HTTP."""
+
+    def test_host_of(self):
+        """host_of takes the host from a Host header: lowercase, no port, brackets or dot."""
+        for header, host in [
+            (b"Jack.Example.com:8080", "jack.example.com"), (b"localhost.", "localhost"),
+            (b"[::1]:8080", "::1"), (b"127.0.0.1", "127.0.0.1"), (b"", None),
+            (b"a b", None), (b"jack:port", None), (b"http://jack", None), (b"\xff", None),
+        ]:
+            self.assertEqual(host_of(header), host, header)
+
+    def test_hosts(self):
+        """
+        Loopback names and addresses, the interface and the allowed names are
+        served; other names are not, nor other addresses unless the console
+        listens on every address.
+        """
+        guard = Guard("10.0.0.5", ("jack.example.com",))
+        for host in [b"localhost:8080", b"127.0.0.1", b"127.9.9.9:1", b"[::1]:8080",
+                     b"10.0.0.5:8080", b"JACK.example.com:443", None]:
+            self.assertTrue(guard.host_allowed(host), host)
+        for host in [b"attacker.example", b"10.0.0.6:8080", b"jack.example.com.evil",
+                     b"sub.localhost", b"", b"[::2]"]:
+            self.assertFalse(guard.host_allowed(host), host)
+        everywhere = Guard("0.0.0.0")
+        self.assertTrue(everywhere.host_allowed(b"10.0.0.6:8080"))
+        self.assertTrue(everywhere.host_allowed(b"[2001:db8::1]:8080"))
+        self.assertFalse(everywhere.host_allowed(b"attacker.example:8080"))
+
+    def test_same_origin(self):
+        """
+        Origin decides when sent, else Referer, else Sec-Fetch-Site
+        (same-origin or none); a cross-site or same-site Sec-Fetch-Site always
+        refuses; with none of them the POST is refused.
+        """
+        guard = Guard()
+        host = b"127.0.0.1:8080"
+        own, other = b"http://127.0.0.1:8080", b"http://127.0.0.1:8999"
+        cases = [
+            ((own, None, None), True),
+            ((b"HTTP://127.0.0.1:8080", None, None), True),
+            ((other, own + b"/x", None), False),
+            ((b"null", None, None), False),
+            ((None, own + b"/producers/new", None), True),
+            ((None, other + b"/", None), False),
+            ((None, None, b"same-origin"), True),
+            ((None, None, b"none"), True),
+            ((None, None, b"same-site"), False),
+            ((own, None, b"cross-site"), False),
+            ((None, None, None), False),
+            ((b"\xff", None, None), False),
+        ]
+        for (origin, referer, site), expected in cases:
+            self.assertEqual(
+                guard.same_origin(host, origin, referer, site), expected, (origin, referer, site)
+            )
+        self.assertFalse(guard.same_origin(None, own, None, None))
+
+    def test_tokens(self):
+        """
+        A session's token is an HMAC under the guard's secret: it checks for
+        that session only, and another console (another secret) does not
+        take it.
+        """
+        guard, other = Guard(), Guard()
+        session = guard.new_session()
+        token = guard.csrf_token(session).encode("ascii")
+        self.assertEqual(guard.session_of(session.encode("ascii")), session)
+        self.assertTrue(guard.csrf_ok(session, token))
+        self.assertFalse(guard.csrf_ok(guard.new_session(), token))
+        self.assertFalse(other.csrf_ok(session, token))
+        self.assertFalse(guard.csrf_ok(session, session.encode("ascii")))
+        self.assertFalse(guard.csrf_ok(session, b""))
+        for cookie in (None, b"", b"short", b"A" * 42 + b"!", b"A" * 44):
+            self.assertIsNone(guard.session_of(cookie), cookie)
+
+    def test_notices(self):
+        """
+        A notice proof is good for its session and what it names, until
+        NOTICE_LIFETIME seconds have passed.
+        """
+        clock = task.Clock()
+        clock.advance(1_700_000_000)
+        guard = Guard(clock=clock.seconds)
+        session = guard.new_session()
+        proof = guard.notice_proof(session, "job-type", "prod_1", "reindex")
+        self.assertTrue(guard.notice_ok(session, proof, "job-type", "prod_1", "reindex"))
+        self.assertFalse(guard.notice_ok(session, proof, "job-type", "prod_1", "other"))
+        self.assertFalse(guard.notice_ok(session, proof, "producer", "prod_1"))
+        self.assertFalse(guard.notice_ok(guard.new_session(), proof, "job-type", "prod_1",
+                                         "reindex"))
+        self.assertFalse(guard.notice_ok(None, proof, "job-type", "prod_1", "reindex"))
+        for bad in ("", "1", "x.y", "9" * 5000 + ".x", "²." + proof.partition(".")[2]):
+            self.assertFalse(guard.notice_ok(session, bad, "producer", "prod_1"), bad)
+        clock.advance(NOTICE_LIFETIME)
+        self.assertTrue(guard.notice_ok(session, proof, "job-type", "prod_1", "reindex"))
+        clock.advance(1)
+        self.assertFalse(guard.notice_ok(session, proof, "job-type", "prod_1", "reindex"))
 
 
 _jack = None
@@ -145,7 +299,9 @@ def console(kind):
     """
     if kind not in _consoles:
         if kind == "paged":
-            process = ConsoleProcess(jack().address, args=["--page-size", "3"])
+            process = ConsoleProcess(jack().address, args=[
+                "--page-size", "3", "--allowed-hosts", "console.example",
+            ])
         else:
             process = ConsoleProcess(f"127.0.0.1:{free_port()}", args=["--call-timeout", "5s"])
         atexit.register(process.stop)
@@ -229,25 +385,32 @@ class _Elements(HTMLParser):
 class Browser:
     """
     HTTP the way a browser does it: keeps cookies, follows no redirects
-    (tests look at them).
+    (tests look at them), sends its page's C{Origin} with a form.
     """
 
     def __init__(self, base_url):
         split = urlsplit(base_url)
         self.host, self.port = split.hostname, split.port
+        self.origin = f"{split.scheme}://{split.netloc}"
         self.cookies = SimpleCookie()
 
-    def request(self, method, path, form=None, cookies=True):
+    def request(self, method, path, form=None, cookies=True, headers=None):
+        """
+        @param headers: headers to add, or to leave out (a value of C{None}).
+        """
         connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        headers = {}
+        sent = {}
         body = None
         if form is not None:
             body = urlencode(form).encode("utf-8")
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+            sent["Origin"] = self.origin
         if cookies and self.cookies:
-            headers["Cookie"] = "; ".join(f"{k}={m.value}" for k, m in self.cookies.items())
+            sent["Cookie"] = "; ".join(f"{k}={m.value}" for k, m in self.cookies.items())
+        sent.update(headers or {})
+        sent = {name: value for name, value in sent.items() if value is not None}
         try:
-            connection.request(method, path, body=body, headers=headers)
+            connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             page = Page(
                 response.status,
@@ -264,12 +427,16 @@ class Browser:
     def get(self, path):
         return self.request("GET", path)
 
-    def post(self, path, form, cookies=True):
-        return self.request("POST", path, form, cookies)
+    def post(self, path, form, cookies=True, headers=None):
+        return self.request("POST", path, form, cookies, headers)
+
+    def session(self):
+        """This browser's session cookie (it has one after its first GET)."""
+        return self.cookies["jack_console_csrf"].value
 
     def token(self):
-        """This browser's CSRF token (it has one after its first GET)."""
-        return self.cookies["jack_console_csrf"].value
+        """The CSRF token of this browser's forms (from a form page)."""
+        return self.get("/producers/new").field("csrf_token")
 
 
 def admin():
@@ -333,7 +500,10 @@ class ConsoleTests(TestCase):
         page = self.create_form("/producers/new", name=name, description="invoices")
         self.assertEqual(page.status, 303, page.text)
         [producer] = [p for p in all_producers() if p.name == name]
-        self.assertEqual(page.header("location"), f"/producers/{producer.producer_id}?created=1")
+        self.assertRegex(
+            page.header("location"),
+            rf"^/producers/{producer.producer_id}\?created=[0-9]+\.[A-Za-z0-9_-]{{43}}$",
+        )
         shown = self.browser.get(page.header("location"))
         self.assertEqual(shown.status, 200)
         self.assertEqual(shown.text_of(id="new-id"), producer.producer_id)
@@ -351,9 +521,10 @@ class ConsoleTests(TestCase):
             name="reindex", queue="QUEUE_HIGH", max_retries="7", description="nightly",
         )
         self.assertEqual(page.status, 303, page.text)
-        self.assertEqual(
+        self.assertRegex(
             page.header("location"),
-            f"/producers/{producer.producer_id}?created_job_type=reindex",
+            rf"^/producers/{producer.producer_id}\?created_job_type=reindex"
+            rf"&created=[0-9]+\.[A-Za-z0-9_-]{{43}}$",
         )
         [job_type] = admin().ListJobTypes(
             admin_pb2.ListJobTypesRequest(producer_id=producer.producer_id)
@@ -448,14 +619,21 @@ class ConsoleTests(TestCase):
         self.assertIn("@media (max-width: 640px)", css.text)
 
     def test_csrf_cookie(self):
-        """The CSRF cookie is HttpOnly and SameSite=Strict, set once and then kept."""
+        """
+        The session cookie is HttpOnly and SameSite=Lax (so that following a
+        link from another site keeps it), set once and then kept; the forms'
+        token is made from it and is not the cookie itself.
+        """
         first = self.browser.get("/producers")
         [cookie] = first.set_cookies
         self.assertRegex(cookie, r"^jack_console_csrf=[A-Za-z0-9_-]{43}; Path=/; HttpOnly; "
-                                 r"SameSite=strict$")
+                                 r"SameSite=lax$")
         second = self.browser.get("/producers/new")
         self.assertEqual(second.set_cookies, [])
-        self.assertEqual(second.field("csrf_token"), self.browser.token())
+        token = second.field("csrf_token")
+        self.assertRegex(token, r"^[A-Za-z0-9_-]{43}$")
+        self.assertNotEqual(token, self.browser.session())
+        self.assertEqual(self.browser.token(), token)
 
     def test_csrf_refusals(self):
         """
@@ -493,6 +671,156 @@ class ConsoleTests(TestCase):
         self.assertEqual(token, self.browser.token())
         page = self.browser.post("/producers", {"name": name, "csrf_token": token})
         self.assertEqual(page.status, 303, page.text)
+
+    def test_planted_cookie(self):
+        """
+        A session cookie that another page planted (cookies ignore ports: any
+        page on this host can set one) with a token it made up is refused,
+        even with this console's Origin: the token must be the console's HMAC
+        of the session.
+        """
+        name = unique("Planted")
+        planted = "A" * 43
+        self.browser.cookies["jack_console_csrf"] = planted
+        for token in (planted, "B" * 43, ""):
+            page = self.browser.post("/producers", {"name": name, "csrf_token": token})
+            self.assertEqual(page.status, 403, token)
+            self.assertIn("Form refused", page.text_of("h1"))
+        self.assertNotIn(name, [p.name for p in all_producers()])
+        # The console's own form for that session works.
+        self.assertEqual(self.browser.session(), planted)
+        page = self.browser.post("/producers", {"name": name, "csrf_token": self.browser.token()})
+        self.assertEqual(page.status, 303, page.text)
+
+    def test_cross_origin_posts(self):
+        """
+        A POST is refused (403, nothing created) unless its Origin, or
+        without one its Referer, is the console's own, or else Sec-Fetch-Site
+        says same-origin or none: a page on another port of the same host, or
+        any other site, cannot send the console's forms even with a good
+        cookie and token.
+        """
+        token = self.browser.token()
+        own = self.browser.origin
+        other_port = f"http://127.0.0.1:{self.browser.port + 1}"
+        cases = [
+            ({"Origin": other_port}, 403),
+            ({"Origin": "http://localhost:" + str(self.browser.port)}, 403),
+            ({"Origin": "null"}, 403),
+            ({"Origin": own, "Sec-Fetch-Site": "same-site"}, 403),
+            ({"Origin": own, "Sec-Fetch-Site": "cross-site"}, 403),
+            ({"Origin": None}, 403),
+            ({"Origin": None, "Referer": other_port + "/producers/new"}, 403),
+            ({"Origin": None, "Sec-Fetch-Site": "cross-site"}, 403),
+            ({"Origin": own, "Sec-Fetch-Site": "same-origin"}, 303),
+            ({"Origin": None, "Referer": own + "/producers/new"}, 303),
+            ({"Origin": None, "Sec-Fetch-Site": "same-origin"}, 303),
+            ({"Origin": None, "Sec-Fetch-Site": "none"}, 303),
+        ]
+        for headers, status in cases:
+            name = unique("Origin")
+            page = self.browser.post(
+                "/producers", {"name": name, "csrf_token": token}, headers=headers
+            )
+            self.assertEqual(page.status, status, (headers, page.text))
+            created = name in [p.name for p in all_producers()]
+            self.assertEqual(created, status == 303, headers)
+
+    def test_unknown_host(self):
+        """
+        A request whose Host is not a name of this console (DNS rebinding:
+        attacker.example pointed at 127.0.0.1) gets a 400 that names neither
+        Jack nor a cookie, and a POST creates nothing; loopback names and
+        addresses and CONSOLE_ALLOWED_HOSTS are served.
+        """
+        port = self.browser.port
+        for host in ["attacker.example", f"attacker.example:{port}", "127.0.0.1.nip.io",
+                     "localhost.attacker.example", "10.0.0.7", "", "bad host"]:
+            page = self.browser.request(
+                "GET", "/producers/new", headers={"Host": host}, cookies=False
+            )
+            self.assertEqual(page.status, 400, host)
+            self.assertEqual(page.set_cookies, [], host)
+            self.assertNotIn(jack().address, page.text)
+            self.assertNotIn("csrf_token", page.text)
+        name = unique("Rebound")
+        page = self.browser.post(
+            "/producers", {"name": name, "csrf_token": self.browser.token()},
+            headers={"Host": f"attacker.example:{port}",
+                     "Origin": f"http://attacker.example:{port}"},
+        )
+        self.assertEqual(page.status, 400)
+        self.assertNotIn(name, [p.name for p in all_producers()])
+        for host in [f"localhost:{port}", f"127.0.0.1:{port}", f"127.0.0.2:{port}",
+                     f"[::1]:{port}", "LOCALHOST.", f"console.example:{port}",
+                     "Console.Example"]:
+            page = self.browser.request("GET", "/producers/new", headers={"Host": host})
+            self.assertEqual(page.status, 200, host)
+
+    def test_notice_needs_proof(self):
+        """
+        The "created" notices show only with the proof the console gave this
+        browser when it created the thing: a link cannot make a page announce
+        a job type that was never created, or a producer as just created.
+        """
+        producer = create_producer(unique("Spoofed"))
+        url = f"/producers/{producer.producer_id}"
+        for query in ["created=1", "created_job_type=billing.v2",
+                      "created_job_type=billing.v2&created=1",
+                      "created_job_type=billing.v2&created=99999999999.x"]:
+            page = self.browser.get(f"{url}?{query}")
+            self.assertEqual(page.status, 200, query)
+            self.assertEqual(page.find(id="created"), [], query)
+            self.assertNotIn("billing.v2", page.text)
+        # A real proof works for its own browser, and only for what it names.
+        created = self.create_form(f"{url}/job-types/new", name="real", queue="QUEUE_LOW")
+        location = created.header("location")
+        self.assertIn("Job type created", self.browser.get(location).text_of(id="created"))
+        forged = location.replace("created_job_type=real", "created_job_type=billing.v2")
+        self.assertEqual(self.browser.get(forged).find(id="created"), [])
+        other = Browser(self.console.url)
+        self.assertEqual(other.get(location).find(id="created"), [])
+
+    def test_body_limit(self):
+        """
+        A request body over 64 KiB is answered 413 before it is read: by its
+        Content-Length, or as its chunks arrive; nothing is created.
+        """
+        token = self.browser.token()
+        cookie = f"jack_console_csrf={self.browser.session()}"
+        name = unique("Huge")
+        with socket.create_connection((self.browser.host, self.browser.port), 30) as sock:
+            sock.sendall(
+                b"POST /producers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: 150000000\r\n\r\nname=x"
+            )
+            answer = _read_all(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        self.assertIn(b"at most 65536 bytes", answer)
+        form = urlencode({"name": name, "csrf_token": token, "description": "x" * 70000})
+        body = form.encode("ascii")
+        chunked = b"".join(
+            b"%x\r\n%s\r\n" % (len(part), part)
+            for part in (body[i:i + 4096] for i in range(0, len(body), 4096))
+        ) + b"0\r\n\r\n"
+        with socket.create_connection((self.browser.host, self.browser.port), 30) as sock:
+            sock.sendall(
+                b"POST /producers HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Origin: " + self.browser.origin.encode() + b"\r\n"
+                b"Cookie: " + cookie.encode() + b"\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + chunked
+            )
+            answer = _read_all(sock)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 "), answer[:200])
+        self.assertNotIn(name, [p.name for p in all_producers()])
+        # Just under the limit is read: Jack refuses the description itself.
+        page = self.browser.post("/producers", {
+            "name": name, "csrf_token": token, "description": "x" * 60000,
+        })
+        self.assertEqual(page.status, 400, page.text)
+        self.assertIn("description", page.text_of(id="form-error"))
 
     def test_escaping(self):
         """
@@ -598,6 +926,20 @@ class ConsoleTests(TestCase):
         self.assertEqual(self.browser.get("/nope").status, 404)
         page = self.browser.request("DELETE", "/producers")
         self.assertEqual((page.status, page.header("allow")), (405, "GET, POST"))
+
+
+def _read_all(sock):
+    """Everything C{sock} receives until the other side closes it."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class DaemonDownTests(TestCase):

@@ -7,6 +7,8 @@ laptop size and as a phone shows it.
 """
 
 import atexit
+import re
+import time
 import uuid
 
 from twisted.trial.unittest import TestCase
@@ -15,6 +17,7 @@ from jack import admin_pb2, admin_pb2_grpc
 from jack.job_pb2 import Queue
 from jackd.testing.browser import (
     BrowserMissing,
+    Page,
     emulate_desktop,
     emulate_phone,
     save_screenshot,
@@ -75,6 +78,16 @@ def unique(prefix):
     return f"{prefix} {uuid.uuid4().hex[:6]}"
 
 
+def click_and_wait(driver, element, timeout=30):
+    """Click C{element} and wait until the browser has left its page."""
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element("css selector", "html")
+    element.click()
+    WebDriverWait(driver, timeout).until(staleness_of(page))
+
+
 class ConsoleBrowserTests(TestCase):
     def setUp(self):
         self.browser = browser(self)
@@ -97,7 +110,8 @@ class ConsoleBrowserTests(TestCase):
         field.send_keys(text)
 
     def submit(self):
-        self.css("form button[type=submit]").click()
+        """Send the form and wait for the page it leads to (click may return before)."""
+        click_and_wait(self.browser, self.css("form button[type=submit]"))
 
     def test_create_producer_and_job_type(self):
         """
@@ -107,7 +121,7 @@ class ConsoleBrowserTests(TestCase):
         name = unique("Billing")
         self.open("/producers")
         save_screenshot(self.browser, "producers")
-        self.browser.find_element("link text", "New producer").click()
+        click_and_wait(self.browser, self.browser.find_element("link text", "New producer"))
         self.assertEqual(self.css("h1").text, "New producer")
         self.fill("name", name)
         self.fill("description", "Invoices, payment reminders and refunds")
@@ -120,16 +134,16 @@ class ConsoleBrowserTests(TestCase):
         ).producer
         self.assertEqual(producer.name, name)
         self.assertIn("Producer created", self.css("#created").text)
-        self.assertTrue(self.browser.current_url.endswith(f"/producers/{new_id}?created=1"))
+        self.assertRegex(self.browser.current_url, rf"/producers/{new_id}\?created=[0-9]+\.")
         save_screenshot(self.browser, "producer-created")
 
-        self.browser.find_element("link text", "Producers").click()
+        click_and_wait(self.browser, self.browser.find_element("link text", "Producers"))
         listed = {link.text for link in self.css_all("#producers td.name a")}
         self.assertIn(name, listed)
         save_screenshot(self.browser, "producers-listed")
 
-        self.browser.find_element("link text", name).click()
-        self.browser.find_element("link text", "New job type").click()
+        click_and_wait(self.browser, self.browser.find_element("link text", name))
+        click_and_wait(self.browser, self.browser.find_element("link text", "New job type"))
         self.fill("name", "send-invoice")
         self.css("label[for=queue-QUEUE_HIGH]").click()
         self.fill("max_retries", "5")
@@ -198,10 +212,15 @@ class ConsoleBrowserTests(TestCase):
         On a phone-sized screen every page is laid out at the phone's width
         (the viewport meta tag works) and nothing scrolls sideways.
         """
-        producer = self.admin.CreateProducer(admin_pb2.CreateProducerRequest(
-            name=unique("Phone"), description="A producer with a description long "
-            "enough to wrap on a narrow screen, and a long id next to it",
-        )).producer
+        self.open("/producers/new")
+        self.fill("name", unique("Phone"))
+        self.fill("description", "A producer with a description long enough to wrap on "
+                  "a narrow screen, and a long id next to it")
+        self.submit()
+        created_url = self.browser.current_url  # with the "created" notice
+        producer = self.admin.GetProducer(
+            admin_pb2.GetProducerRequest(producer_id=self.css("#new-id").text)
+        ).producer
         for queue in ("QUEUE_IMMEDIATE", "QUEUE_LOW"):
             self.admin.CreateJobType(admin_pb2.CreateJobTypeRequest(
                 producer_id=producer.producer_id, name=f"job-{queue.lower()}",
@@ -209,7 +228,7 @@ class ConsoleBrowserTests(TestCase):
             ))
         pages = {
             "producers": "/producers",
-            "producer": f"/producers/{producer.producer_id}?created=1",
+            "producer": created_url.split(self.console.url.rstrip("/"), 1)[1],
             "new-producer": "/producers/new",
             "new-job-type": f"/producers/{producer.producer_id}/job-types/new",
         }
@@ -225,8 +244,84 @@ class ConsoleBrowserTests(TestCase):
             save_screenshot(self.browser, f"{name}-phone")
         # On a phone the job types are cards: each cell says what it is.
         self.open(pages["producer"])
+        self.assertTrue(self.css_all("#created"), "the notice is laid out too")
         label = self.browser.execute_script(
             "return getComputedStyle(document.querySelector('#job-types td'),"
             " '::before').content"
         )
         self.assertEqual(label, '"Name"')
+
+
+class OtherOriginsTests(TestCase):
+    """What pages of other origins can make the operator's browser do to the console."""
+
+    def setUp(self):
+        self.browser = browser(self)
+        emulate_desktop(self.browser)
+        self.console = console()
+        self.admin = admin_pb2_grpc.AdminServiceStub(jack().channel())
+
+    def css(self, selector):
+        return self.browser.find_element("css selector", selector)
+
+    def wait_for_title(self, pattern):
+        deadline = time.monotonic() + 30
+        while not re.search(pattern, self.browser.title):
+            self.assertLess(time.monotonic(), deadline, f"title is {self.browser.title!r}")
+            time.sleep(0.05)
+
+    def producer_names(self):
+        response = self.admin.ListProducers(admin_pb2.ListProducersRequest(page_size=1000))
+        return [producer.name for producer in response.producers]
+
+    def test_page_on_another_port(self):
+        """
+        A page on another port of the console's host (another local web app
+        showing someone else's HTML) plants its own session cookie (cookies
+        ignore ports) and sends a console form with a matching made-up
+        token: the console refuses it (403) and creates nothing.
+        """
+        self.browser.get(self.console.url + "producers/new")  # a real session first
+        name = unique("Forged")
+        planted = "A" * 43
+        page = Page(
+            f'<form method=post action="{self.console.url}producers">'
+            f'<input name=csrf_token value="{planted}"><input name=name value="{name}">'
+            f'<button id=send type=submit>Send</button></form>',
+            headers=[("Set-Cookie", f"jack_console_csrf={planted}; Path=/")],
+        )
+        self.addCleanup(page.stop)
+        self.browser.get(page.url("127.0.0.1"))
+        click_and_wait(self.browser, self.css("#send"))
+        self.wait_for_title("Form refused")
+        save_screenshot(self.browser, "refused-other-port")
+        # The planted cookie did reach the console; the form still failed.
+        self.assertEqual(self.browser.get_cookie("jack_console_csrf")["value"], planted)
+        self.assertNotIn(name, self.producer_names())
+
+    def test_link_from_another_site(self):
+        """
+        Following a link to the console from another site keeps the
+        browser's session (SameSite=Lax), so a form open in another tab
+        still goes through.
+        """
+        self.browser.get(self.console.url + "producers/new")
+        form_tab = self.browser.current_window_handle
+        before = self.browser.get_cookie("jack_console_csrf")["value"]
+        name = unique("Two tabs")
+        self.css("#name").send_keys(name)
+        page = Page(f'<a id=console href="{self.console.url}producers">Jack Console</a>')
+        self.addCleanup(page.stop)
+        self.browser.switch_to.new_window("tab")
+        try:
+            self.browser.get(page.url("localhost"))  # another site than 127.0.0.1
+            click_and_wait(self.browser, self.css("#console"))
+            self.wait_for_title("^Producers")
+            self.assertEqual(self.browser.get_cookie("jack_console_csrf")["value"], before)
+        finally:
+            self.browser.close()
+            self.browser.switch_to.window(form_tab)
+        click_and_wait(self.browser, self.css("form button[type=submit]"))
+        self.wait_for_title(re.escape(name))
+        self.assertIn("Producer created", self.css("#created").text)
+        self.assertIn(name, self.producer_names())

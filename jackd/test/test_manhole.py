@@ -7,19 +7,24 @@ the answers.
 
 import ast
 import atexit
+import base64
 import os
 import re
 import shutil
 import stat
+import struct
+import subprocess
 import tempfile
 import time
 from collections import Counter
 
 import grpc
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from google.protobuf.timestamp_pb2 import Timestamp
 from twisted.conch.ssh import keys
 from twisted.internet import task
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -27,7 +32,11 @@ from jack import admin_pb2, admin_pb2_grpc, jobs_pb2, jobs_pb2_grpc
 from jack.job_pb2 import Job, Queue
 from jackd.errors import ConfigError
 from jackd.manhole import (
+    USER_KEY_ALGORITHMS,
+    AuthorizedKeysFile,
     ManholeService,
+    ManholeTransport,
+    check_authorized_keys,
     fingerprint,
     load_host_key,
     read_authorized_keys,
@@ -41,9 +50,35 @@ from jackd.testing.backends import RecordingBackend
 from jackd.testing.daemon import JackProcess, free_port, run_twistd
 
 
-def new_key():
-    """A new Ed25519 key (a ``twisted.conch.ssh.keys.Key``)."""
+def new_key(kind="ed25519"):
+    """A new private key (a ``twisted.conch.ssh.keys.Key``): ed25519, rsa or ecdsa."""
+    if kind == "rsa":
+        return keys.Key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    if kind == "ecdsa":
+        return keys.Key(ec.generate_private_key(ec.SECP256R1()))
     return keys.Key(ed25519.Ed25519PrivateKey.generate())
+
+
+def _ssh_string(data):
+    return struct.pack(">L", len(data)) + data
+
+
+# Lines that cryptography refuses with exceptions other than BadKeyError: a
+# point not on the curve (the line of a reviewer's typo: NotImplementedError)
+# and an unknown curve (UnsupportedAlgorithm).
+BAD_POINT_LINE = (
+    b"ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBFc2nLngE8yG"
+    b"cBM7lAlmJCEsoX7HPJfjHK/o1nZZaOFJ575RLZycKv4raEXMw/lU4PFjFJFiE859OnDaYfqarBQg= typo\n"
+)
+UNKNOWN_CURVE_LINE = b"ecdsa-sha2-nistp999 " + base64.b64encode(
+    _ssh_string(b"ecdsa-sha2-nistp999") + _ssh_string(b"nistp999")
+    + _ssh_string(b"\x04" + b"\x01" * 64)
+) + b" unknown\n"
+
+
+def warnings(observer):
+    """The text of the warnings C{observer} saw."""
+    return [formatEvent(event) for event in observer if event["log_level"] == LogLevel.warn]
 
 
 def public_line(key, comment="test"):
@@ -203,17 +238,139 @@ class BuildTests(SynchronousTestCase):
             )
         self.assertEqual(
             str(error),
-            f"SSH manhole (MANHOLE_PORT): cannot listen on port {port}: already in use",
+            f"SSH manhole (MANHOLE_INTERFACE, MANHOLE_PORT): cannot listen on 127.0.0.1 "
+            f"port {port}: already in use",
+        )
+
+    def test_interface_not_here(self):
+        """
+        A manhole interface that is not an address of this machine is a
+        ConfigError at build time (not a traceback once gRPC serves).
+        """
+        error = self.assertRaises(
+            ConfigError, self.build, "--manhole-port", "0", "--manhole-interface",
+            "192.0.2.1", "--manhole-authorized-keys", self.authorized,
+        )
+        self.assertEqual(
+            str(error),
+            "SSH manhole (MANHOLE_INTERFACE, MANHOLE_PORT): cannot listen on 192.0.2.1 "
+            "port 0: not an address of this machine",
+        )
+
+    def test_grpc_port(self):
+        """The gRPC port as the manhole port is a ConfigError saying so."""
+        error = self.assertRaises(
+            ConfigError, self.build, "--grpc-port", "50999", "--manhole-port", "50999",
+            "--manhole-authorized-keys", self.authorized,
+        )
+        self.assertEqual(
+            str(error),
+            "SSH manhole (MANHOLE_PORT): port 50999 is GRPC_PORT too; give the manhole a "
+            "port of its own",
         )
 
     def test_read_authorized_keys(self):
-        """Only the public key lines count; comments, junk and private keys are skipped."""
+        """
+        Only the public key lines count; comments and blank lines are
+        skipped, and junk and private keys are skipped with a warning naming
+        the line.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         other = new_key()
         path = self.files.write("mixed", b"".join([
             b"# operators\n", public_line(self.key), b"\n", b"from=\"10.0.0.1\" x\n",
             b"ssh-rsa !!!\n", public_line(other, "other"),
         ]))
         self.assertEqual(read_authorized_keys(path), [self.key.public(), other.public()])
+        seen = warnings(observer)
+        self.assertEqual(len(seen), 2, seen)
+        self.assertTrue(seen[0].startswith(f"{path} line 4: skipped, not a usable public key ("))
+        self.assertTrue(seen[1].startswith(f"{path} line 5: skipped, not a usable public key ("))
+
+    def test_bad_lines_lock_nobody_out(self):
+        """
+        A line that cryptography cannot load (a point off its curve, an
+        unknown curve) is skipped with a warning naming its line: the start
+        goes on and the keys on the other lines still log in.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        rsa_key, ecdsa_key = new_key("rsa"), new_key("ecdsa")
+        path = self.files.write("authorized_keys", b"".join([
+            public_line(self.key), BAD_POINT_LINE, UNKNOWN_CURVE_LINE,
+            public_line(rsa_key), public_line(ecdsa_key),
+        ]))
+        check_authorized_keys(path)
+        self.build("--manhole-port", "0", "--manhole-authorized-keys", path)
+        self.assertEqual(
+            AuthorizedKeysFile(path).getAuthorizedKeys(b"operator"),
+            [self.key.public(), rsa_key.public(), ecdsa_key.public()],
+        )
+        seen = warnings(observer)
+        self.assertIn(
+            f"{path} line 2: skipped, not a usable public key (NotImplementedError: "
+            "Need uncompressed point)", seen,
+        )
+        self.assertTrue(any(
+            line.startswith(f"{path} line 3: skipped, not a usable public key "
+                            "(UnsupportedAlgorithm: ")
+            for line in seen
+        ), seen)
+
+    def test_writable_authorized_keys(self):
+        """
+        An authorized-keys file that group or others can write, or in a
+        directory they can write (not sticky), is refused at start and at
+        login, as OpenSSH's StrictModes does; a sticky directory is fine.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        where = "MANHOLE_AUTHORIZED_KEYS (--manhole-authorized-keys)"
+        for mode in (0o620, 0o602, 0o666):
+            os.chmod(self.authorized, mode)
+            error = self.assertRaises(ConfigError, check_authorized_keys, self.authorized)
+            self.assertEqual(
+                str(error),
+                f"{where} {self.authorized}: refused, group or others can write it "
+                f"(chmod go-w {self.authorized})",
+            )
+            self.assertEqual(AuthorizedKeysFile(self.authorized).getAuthorizedKeys(b"op"), [])
+        self.assertIn(
+            f"Manhole login refused: {self.authorized}: group or others can write it "
+            f"(chmod go-w {self.authorized})",
+            [formatEvent(event) for event in observer],
+        )
+        os.chmod(self.authorized, 0o644)
+        check_authorized_keys(self.authorized)
+        os.chmod(self.files.directory, 0o777)
+        self.addCleanup(os.chmod, self.files.directory, 0o700)
+        error = self.assertRaises(ConfigError, check_authorized_keys, self.authorized)
+        self.assertIn(f"group or others can write its directory {self.files.directory}",
+                      str(error))
+        self.assertEqual(AuthorizedKeysFile(self.authorized).getAuthorizedKeys(b"op"), [])
+        os.chmod(self.files.directory, 0o1777)
+        check_authorized_keys(self.authorized)
+        self.assertEqual(
+            AuthorizedKeysFile(self.authorized).getAuthorizedKeys(b"op"), [self.key.public()]
+        )
+
+    def test_advertised_signature_algorithms(self):
+        """
+        The manhole's SSH transport advertises (RFC 8308 server-sig-algs) the
+        algorithms of Ed25519, ECDSA and RSA user keys, not only those of its
+        host key.
+        """
+        sent = []
+        transport = ManholeTransport()
+        transport._peerSupportsExtensions = True
+        transport.sendPacket = lambda kind, payload: sent.append(payload)
+        transport.sendExtInfo([(b"server-sig-algs", b"ssh-ed25519"), (b"other", b"x")])
+        [payload] = sent
+        self.assertEqual(
+            payload,
+            struct.pack(">L", 2) + _ssh_string(b"server-sig-algs")
+            + _ssh_string(b",".join(USER_KEY_ALGORITHMS))
+            + _ssh_string(b"other") + _ssh_string(b"x"),
+        )
+        self.assertIn(b"rsa-sha2-512", USER_KEY_ALGORITHMS)
 
 
 class HostKeyTests(SynchronousTestCase):
@@ -249,6 +406,28 @@ class HostKeyTests(SynchronousTestCase):
             error = self.assertRaises(ConfigError, load_host_key, path)
             self.assertTrue(str(error).startswith(f"{where} {path}: "), str(error))
             self.assertIn(message, str(error))
+
+    def test_file_modes(self):
+        """
+        A host key file that group or others can write is refused; one they
+        can read is used, with a warning.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        key = new_key()
+        path = self.files.private("host_key", key)
+        os.chmod(path, 0o660)
+        error = self.assertRaises(ConfigError, load_host_key, path)
+        self.assertEqual(
+            str(error),
+            f"MANHOLE_HOST_KEY (--manhole-host-key) {path}: refused, group or others can "
+            f"write it (chmod go-w {path})",
+        )
+        os.chmod(path, 0o644)
+        self.assertEqual(load_host_key(path), key)
+        self.assertEqual(warnings(observer), [(
+            f"MANHOLE_HOST_KEY (--manhole-host-key) {path}: group or others can read it "
+            f"(chmod go-r {path}); whoever can read it can pose as this manhole"
+        )])
 
     def test_fingerprint(self):
         """Fingerprints read as OpenSSH prints them: SHA256: and unpadded base64."""
@@ -310,6 +489,27 @@ class ListenTests(TestCase):
         self.assertEqual(manhole._listening.getHost().host, "127.0.0.1")
         self.assertNotEqual(manhole.port, 0)
 
+    def test_port_taken_since_build(self):
+        """
+        A port taken between the build-time check and the start is a
+        ConfigError (Jack logs it as one line), not a listenTCP traceback.
+        """
+        import socket
+
+        from twisted.internet import reactor
+
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            port = listener.getsockname()[1]
+            manhole = ManholeService(port, "127.0.0.1", self._keys(), new_key(), {}, reactor)
+            error = self.assertRaises(ConfigError, manhole.startService)
+        self.assertTrue(str(error).startswith(
+            f"SSH manhole (MANHOLE_INTERFACE, MANHOLE_PORT): cannot listen on 127.0.0.1 "
+            f"port {port}: "
+        ), str(error))
+        self.assertNotIn("\n", str(error))
+
     def _keys(self):
         files = KeyFiles()
         self.addCleanup(files.remove)
@@ -325,6 +525,26 @@ class StartErrorTests(TestCase):
             "twistd jack: MANHOLE_PORT needs MANHOLE_AUTHORIZED_KEYS "
             "(--manhole-authorized-keys): the file of the public keys the SSH manhole accepts"
         )])
+
+    def test_grpc_port_one_line(self):
+        """
+        `twistd jack` with the gRPC port as manhole port exits 1 with one line
+        before serving anything (not a critical traceback once gRPC serves).
+        """
+        files = KeyFiles()
+        self.addCleanup(files.remove)
+        authorized = files.write("authorized_keys", public_line(new_key()))
+        port = str(free_port())
+        result = run_twistd([
+            "jack", "--grpc-port", port, "--manhole-port", port,
+            "--manhole-authorized-keys", authorized,
+        ])
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines(), [(
+            f"twistd jack: SSH manhole (MANHOLE_PORT): port {port} is GRPC_PORT too; give "
+            "the manhole a port of its own"
+        )])
+        self.assertNotIn("gRPC", result.stdout)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[c>=]")
@@ -368,9 +588,12 @@ def manhole():
 
 
 class Session:
-    """A paramiko SSH session with a pty and a shell: the manhole's prompt."""
+    """
+    A paramiko SSH session with a pty and a shell: the manhole's prompt
+    (without C{terminal}: a shell without a pty).
+    """
 
-    def __init__(self, port, key):
+    def __init__(self, port, key, terminal=True):
         import paramiko
 
         self.client = paramiko.SSHClient()
@@ -380,9 +603,22 @@ class Session:
             look_for_keys=False, allow_agent=False,
             timeout=20, banner_timeout=20, auth_timeout=20,
         )
-        self.channel = self.client.invoke_shell(width=200)
+        if terminal:
+            self.channel = self.client.invoke_shell(width=200)
+        else:
+            self.channel = self.client.get_transport().open_session(timeout=20)
+            self.channel.invoke_shell()
+        self.channel.settimeout(20)
         self._seen = ""
         self._calls = 0
+
+    def rest(self):
+        """What the manhole sends until it closes the session, as text."""
+        while True:
+            data = self.channel.recv(65536)
+            if not data:
+                return self._seen
+            self._seen += _ANSI.sub("", data.decode("utf-8", "replace"))
 
     def host_key_fingerprint(self):
         return self.client.get_transport().get_remote_server_key().fingerprint
@@ -418,7 +654,8 @@ def _paramiko_key(key):
 
     import paramiko
 
-    return paramiko.Ed25519Key.from_private_key(io.StringIO(key.toString("openssh").decode()))
+    kind = {"Ed25519": paramiko.Ed25519Key, "RSA": paramiko.RSAKey, "EC": paramiko.ECDSAKey}
+    return kind[key.type()].from_private_key(io.StringIO(key.toString("openssh").decode()))
 
 
 class ManholeSshTests(TestCase):
@@ -521,6 +758,77 @@ class ManholeSshTests(TestCase):
         with self.assertRaises(paramiko.BadAuthenticationType) as caught:
             transport.auth_password("operator", "secret")
         self.assertEqual(caught.exception.allowed_types, ["publickey"])
+
+    def authorize(self, key):
+        with open(self.manhole.authorized, "ab") as f:
+            f.write(public_line(key, key.type()))
+
+    def test_rsa_and_ecdsa_keys(self):
+        """
+        RSA (signing with rsa-sha2-256/512) and ECDSA keys in the
+        authorized-keys file log in too, not only Ed25519 ones like the host
+        key.
+        """
+        for kind in ("rsa", "ecdsa"):
+            key = new_key(kind)
+            self.authorize(key)
+            self.assertEqual(self.session(key).evaluate("6 * 7"), "42", kind)
+
+    def test_end_of_input(self):
+        """
+        The end of the client's input ends the session cleanly: what was
+        typed ran, the session closes with exit status 0, and Jack logs no
+        traceback (Conch's TerminalSession raised NotImplementedError).
+        """
+        session = self.session()
+        session.run("print(6 * 7)")
+        session.channel.shutdown_write()
+        self.assertIn("42", session.rest())
+        self.assertEqual(session.channel.recv_exit_status(), 0)
+        log = self.manhole.jack.log()
+        self.assertIn("Manhole session ended: end of the client's input", log)
+        for text in ("eofReceived", "NotImplementedError"):
+            self.assertFalse(text in log, f"{text} in Jack's log")
+
+    def test_no_terminal(self):
+        """A shell without a terminal is told that it needs one, exit status 1, no traceback."""
+        session = Session(self.manhole.port, self.manhole.allowed, terminal=False)
+        self.addCleanup(session.close)
+        self.assertIn("The Jack manhole needs a terminal: ssh -t", session.rest())
+        self.assertEqual(session.channel.recv_exit_status(), 1)
+        self.assertFalse("while establishing session client" in self.manhole.jack.log(),
+                         "a traceback in Jack's log")
+
+    def test_window_change(self):
+        """A resized terminal keeps working, and Jack logs no error about it."""
+        session = self.session()
+        session.channel.resize_pty(width=100, height=30)
+        self.assertEqual(session.evaluate("1 + 2"), "3")
+        self.assertFalse("Error changing window size" in self.manhole.jack.log(),
+                         "a traceback in Jack's log")
+
+    def test_openssh_script(self):
+        """
+        A script pipes statements into OpenSSH's `ssh -tt` with an RSA key:
+        they run, and ssh exits 0 at the end of its input.
+        """
+        ssh = shutil.which("ssh")
+        if ssh is None:
+            self.skipTest("no OpenSSH client (apt-get install openssh-client)")
+        files = KeyFiles()
+        self.addCleanup(files.remove)
+        key = new_key("rsa")
+        self.authorize(key)
+        identity = files.private("id_rsa", key)
+        result = subprocess.run(
+            [ssh, "-tt", "-F", "/dev/null", "-p", str(self.manhole.port), "-i", identity,
+             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "LogLevel=ERROR", "operator@127.0.0.1"],
+            input=b"print('answer', 6 * 7)\r", capture_output=True, timeout=60, check=False,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(b"answer 42", result.stdout)
 
     def test_keys_read_at_login(self):
         """A key added to the authorized-keys file works at the next login, without a restart."""

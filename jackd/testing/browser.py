@@ -7,12 +7,16 @@ Nothing is downloaded: both binaries come from the system.
     browser.get(url)
     save_screenshot(browser, "producers-desktop")   # under ./screenshots/
     browser.quit()
+
+L{Page} serves a page of another origin (another site, another port).
 """
 
 import base64
+import http.server
 import os
 import shutil
 import tempfile
+import threading
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -113,3 +117,47 @@ def emulate_phone(driver, width=390, height=844):
 def emulate_desktop(driver):
     """Undo L{emulate_phone}."""
     driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+class Page:
+    """
+    One HTML page served on 127.0.0.1 (another origin than the console's):
+    the page of another site or another local web app, for tests of what
+    such pages can make the browser do to the console.
+
+        page = Page(html, headers=[("Set-Cookie", "a=b; Path=/")])
+        browser.get(page.url("localhost"))
+        page.stop()
+
+    @ivar port: its port.
+    """
+
+    def __init__(self, html, headers=()):
+        body, extra = html.encode("utf-8"), list(headers)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in extra:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, host="127.0.0.1"):
+        """Its URL, under C{host} (C{localhost} is another site than 127.0.0.1)."""
+        return f"http://{host}:{self.port}/"
+
+    def stop(self):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
