@@ -26,6 +26,8 @@ setup(
         # Production backends and stores (imported only when configured).
         "google-cloud-pubsub>=2.44",
         "google-cloud-storage>=3.17",
+        # jackd/storage/gcs_calls.py cuts GCS requests at their deadline.
+        "urllib3>=2",
         "psycopg[binary]>=3.3",
         # The SSH manhole.
         "twisted[conch]>=26.10",

@@ -120,8 +120,8 @@ SETTINGS = (
     Setting("grpc-port", "GRPC_PORT", "50051", _port,
             "TCP port of the gRPC APIs, reflection and health, on all interfaces."),
     Setting("gcs-bucket", "GCS_BUCKET", "", str,
-            "Google Cloud Storage bucket for producers and job types; "
-            "unset keeps them in memory."),
+            "Google Cloud Storage bucket for producers and job types (its name "
+            "alone, no gs://); unset keeps them in memory."),
     Setting("gcs-prefix", "GCS_PREFIX", "", str,
             "Folder inside GCS_BUCKET for Jack's objects (a trailing / is added); "
             "unset: the bucket's root."),
@@ -132,8 +132,10 @@ SETTINGS = (
             "How long Jack answers NOT_FOUND for a producer or job type GCS "
             "did not have, without asking GCS again (0s: always ask)."),
     Setting("gcs-timeout", "GCS_TIMEOUT", "5s", _positive_duration,
-            "How long one GCS call may take, retries included, before admin "
-            "calls answer UNAVAILABLE (and a start gives up)."),
+            "How long one admin call, lookup or health check may wait on GCS in "
+            "all (every request and retry, and its wait for a free connection) "
+            "before it answers UNAVAILABLE; a refresh, and the start, give up "
+            "when GCS makes no progress for this long."),
     Setting("queue-backend", "QUEUE_BACKEND", "noop", _one_of("noop", "pubsub"),
             "Where accepted jobs go: noop (log them, deliver nothing) or pubsub."),
     Setting("pubsub-project", "PUBSUB_PROJECT", "", str,

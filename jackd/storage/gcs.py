@@ -12,9 +12,14 @@ protobuf's JSON mapping::
                                                {"producerId": ..., "name": ...}
     job-types/<producer_id>/<name>.json        the jack.JobType
 
-Names and ids are percent-encoded in keys: the UTF-8 bytes of every
+Names and ids become one segment of a key each
+(L{jackd.storage.gcs_objects.encode_name}): the UTF-8 bytes of every
 character but ``A-Z a-z 0-9 - _ ~`` become ``%XX`` (so ``/``, ``%`` and
-``.`` never reach a key as themselves).
+``.`` never reach a key as themselves); a name whose percent-encoding would
+pass 128 bytes becomes ``=`` and the base64url of its UTF-8 instead, so
+that no segment passes 172 bytes: the longest key Jack makes stays far
+below GCS's 1024 bytes, and every segment fits the file names of
+fake-gcs-server's filesystem backend (about 235 bytes).
 
 Every write is create-only (``if_generation_match=0``): of two replicas
 creating the same name at once, GCS lets exactly one write the object, and
@@ -30,28 +35,44 @@ downloading only objects whose generation changed) and updated by this
 replica's own writes at once.  A lookup the snapshot misses (a record made
 on another replica a moment ago) asks GCS for that one record; an answer
 that it is not there is remembered for a short while (the negative cache),
-so a flood of unknown ids does not turn into a flood of GCS requests.  While
-GCS cannot be reached, everything in the snapshot keeps serving, writes and
-lookups of unknown records answer ``Unavailable`` and ``check`` says
-C{False}; all of it recovers by itself.
+so a flood of unknown ids does not turn into a flood of GCS requests.
+``NotFound`` only ever follows GCS saying so: lookups beyond those GCS can
+take at once wait their turn, and when too many wait already they answer
+``ResourceExhausted``.
 
-google-cloud-storage blocks, so its calls run in a thread pool of the
-store's own; results come back to the reactor thread, which alone touches
-the snapshot.
+Time limits.  Every store operation (an admin call, a lookup, a health
+check) has one deadline, C{timeout} seconds from when it was asked for:
+each request it makes gets the time left as its timeout and its retry
+deadline, a call still waiting for a thread when it passes never starts,
+and at the deadline the caller has its answer whatever the request is
+doing: the request's connection is cut, so a GCS that trickles its answers
+cannot hold a thread either.  A refresh (and the load at start) may take
+longer in all: its deadline moves on with every page listed and object
+downloaded, so it fails only when GCS makes no progress for C{timeout}.
+
+Failures.  Transport errors, timeouts, 5xx, 408, 429 and answers that are
+not GCS's JSON API mean that GCS cannot be reached: everything in the
+snapshot keeps serving, writes and lookups of unknown records answer
+``Unavailable`` and ``check`` says C{False}; all of it recovers by itself.
+GCS refusing one request (400, 403, ...) is that request's problem:
+``FailedPrecondition`` saying what GCS answered, nothing else changes.  One
+object that cannot be read (GCS refuses it, its bytes do not decode, it is
+not a record) is that object's problem: it is left out with a warning, and
+every other object still loads.
+
+google-cloud-storage blocks, so its calls run in thread pools of the
+store's own, one for lookups and one for everything else (so that a flood
+of lookups never holds up admin writes or health checks); results come
+back to the reactor thread, which alone touches the snapshot.
 """
 
-import bisect
 import contextlib
-import re
+import os
 import threading
 import time
 import uuid
-from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
-from functools import wraps
-from urllib.parse import quote
 
-from google.protobuf import json_format
 from twisted.application.service import Service
 from twisted.internet.defer import (
     Deferred,
@@ -68,219 +89,58 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from jack.admin_pb2 import JobType, Producer
-from jackd.errors import AlreadyExists, ConfigError, JackError, NotFound, Unavailable
+from jackd.errors import (
+    AlreadyExists,
+    ConfigError,
+    FailedPrecondition,
+    InvalidArgument,
+    JackError,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from jackd.interfaces import IConfigStore
-
-PRODUCERS = "producers/"
-CLAIMS = "producer-names/"
-JOB_TYPES = "job-types/"
-SUFFIX = ".json"
-
-PRODUCER, CLAIM, JOB_TYPE = "producer", "claim", "job type"
+from jackd.storage.gcs_calls import (
+    REFUSED,
+    Busy,
+    Deadline,
+    DeadlinePassed,
+    GCSError,
+    Refused,
+    Stopping,
+    Unreachable,
+    classify,
+    current_deadline,
+    daemon_thread,
+    first_line,
+    watch_connections,
+    working_under,
+)
+from jackd.storage.gcs_objects import (
+    CLAIM,
+    JOB_TYPE,
+    MAX_KEY_BYTES,
+    MAX_RECORD_BYTES,
+    PRODUCER,
+    Layout,
+    Snapshot,
+    StoredObject,
+    check_bucket,
+    check_emulator_host,
+    check_prefix,
+    gunzip,
+    to_json,
+    too_long,
+    wanted_downloads,
+)
 
 CONTENT_TYPE = "application/json; charset=utf-8"
 # Custom metadata naming the write that created an object, so that a
 # create-only upload retried after a lost answer knows its own object.
 WRITE_ID = "jack-write-id"
 
-MAX_KEY_BYTES = 1024  # GCS's limit on object names
-MAX_PREFIX_BYTES = 200  # leaves room for the longest key Jack makes
 LIST_PAGE_SIZE = 1000  # GCS's largest listing page
-
-
-def encode_name(text: str) -> str:
-    """
-    One segment of an object key for C{text} (a name or an id): the UTF-8
-    bytes of every character but C{A-Z a-z 0-9 - _ ~} as C{%XX}.  No two
-    texts share a segment, and none holds C{/} or C{.}.
-    """
-    return quote(text, safe="").replace(".", "%2E")
-
-
-def normalize_prefix(prefix: str) -> str:
-    """C{prefix} as a folder: with a trailing C{/} unless empty."""
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return prefix
-
-
-def check_prefix(prefix: str) -> None:
-    """
-    @raise ConfigError: C{prefix} leaves too little of GCS's 1024 bytes
-        of object name for Jack's keys.
-    """
-    size = len(normalize_prefix(prefix).encode("utf-8"))
-    if size > MAX_PREFIX_BYTES:
-        raise ConfigError(
-            f"GCS_PREFIX is {size} bytes long; at most {MAX_PREFIX_BYTES} are allowed"
-        )
-
-
-def to_json(message, every_field=True) -> bytes:
-    """
-    C{message} in protobuf's JSON mapping, indented, UTF-8; with
-    C{every_field}, fields at their default value are written too, so an
-    operator sees them all.
-    """
-    text = json_format.MessageToJson(
-        message,
-        indent=2,
-        ensure_ascii=False,
-        always_print_fields_with_no_presence=every_field,
-    )
-    return (text + "\n").encode("utf-8")
-
-
-class Layout:
-    """
-    Where each record lives under a prefix.
-    """
-
-    def __init__(self, prefix: str):
-        self.prefix = normalize_prefix(prefix)
-
-    def producer(self, producer_id: str) -> str:
-        return f"{self.prefix}{PRODUCERS}{encode_name(producer_id)}{SUFFIX}"
-
-    def claim(self, name: str) -> str:
-        return f"{self.prefix}{CLAIMS}{encode_name(name)}{SUFFIX}"
-
-    def job_type(self, producer_id: str, name: str) -> str:
-        return (
-            f"{self.prefix}{JOB_TYPES}{encode_name(producer_id)}/"
-            f"{encode_name(name)}{SUFFIX}"
-        )
-
-    def kind(self, key: str):
-        """
-        @return: L{PRODUCER}, L{CLAIM} or L{JOB_TYPE} for a key of that
-            shape, C{None} for any other object under the prefix.
-        """
-        if not (key.startswith(self.prefix) and key.endswith(SUFFIX)):
-            return None
-        rest = key[len(self.prefix) : -len(SUFFIX)]
-        for kind, folder, slashes in (
-            (PRODUCER, PRODUCERS, 0),
-            (CLAIM, CLAIMS, 0),
-            (JOB_TYPE, JOB_TYPES, 1),
-        ):
-            if rest.startswith(folder) and rest[len(folder) :].count("/") == slashes:
-                return kind
-        return None
-
-    def key_of(self, kind, record) -> str:
-        """The key at which C{record} of C{kind} belongs."""
-        if kind == PRODUCER:
-            return self.producer(record.producer_id)
-        if kind == CLAIM:
-            return self.claim(record.name)
-        return self.job_type(record.producer_id, record.name)
-
-    def parse(self, key: str, kind: str, data: bytes):
-        """
-        The record the object at C{key} holds.
-
-        @raise ValueError: it is not JSON of a record of C{kind}, or not
-            the record that belongs at C{key}.
-        """
-        record = JobType() if kind == JOB_TYPE else Producer()
-        try:
-            json_format.Parse(data.decode("utf-8"), record, ignore_unknown_fields=True)
-        except (UnicodeDecodeError, json_format.ParseError) as error:
-            raise ValueError(f"not a {kind} in protobuf's JSON mapping: {error}") from None
-        expected = self.key_of(kind, record)
-        if expected != key:
-            raise ValueError(f"holds the {kind} that belongs at {expected}")
-        return record
-
-
-# One object of the bucket as the snapshot knows it: its generation, its
-# kind, the record it holds (None when it holds none: problem says why).
-StoredObject = namedtuple("StoredObject", "generation kind record problem")
-
-
-def _page(names, lookup, page_size, after):
-    start = 0 if after is None else bisect.bisect_right(names, after)
-    chosen = names[start : start + page_size]
-    return [lookup(name) for name in chosen], start + page_size < len(names)
-
-
-class Snapshot:
-    """
-    The producers and job types the objects of a bucket make, indexed for
-    lookups and name-ordered paging.  Touched on the reactor thread only.
-    """
-
-    def __init__(self):
-        self.producers = {}  # producer_id -> Producer
-        self.ids_by_name = {}  # name -> producer_id
-        self.names = []  # sorted producer names
-        self.job_types = {}  # producer_id -> {name: JobType}
-        self.job_type_names = {}  # producer_id -> sorted names
-        self.dangling_claims = []  # keys of claims naming no record
-
-    @classmethod
-    def build(cls, objects: dict, layout: Layout) -> "Snapshot":
-        """
-        A snapshot of C{objects} (C{{key: StoredObject}}): a producer is in
-        it when the claim on its name names its record; a job type when its
-        producer is.
-        """
-        records, claims, job_types = {}, {}, []
-        for key, stored in objects.items():
-            if stored.record is None:
-                continue
-            if stored.kind == PRODUCER:
-                records[stored.record.producer_id] = stored.record
-            elif stored.kind == CLAIM:
-                claims[key] = stored.record
-            else:
-                job_types.append(stored.record)
-        snapshot = cls()
-        for key, claim in claims.items():
-            producer = records.get(claim.producer_id)
-            if producer is None or producer.name != claim.name:
-                snapshot.dangling_claims.append(key)
-                continue
-            snapshot.producers[producer.producer_id] = producer
-            snapshot.ids_by_name[producer.name] = producer.producer_id
-            snapshot.job_types[producer.producer_id] = {}
-        for job_type in job_types:
-            types = snapshot.job_types.get(job_type.producer_id)
-            if types is not None:
-                types[job_type.name] = job_type
-        snapshot.names = sorted(snapshot.ids_by_name)
-        snapshot.job_type_names = {
-            producer_id: sorted(types) for producer_id, types in snapshot.job_types.items()
-        }
-        return snapshot
-
-    def add_producer(self, producer):
-        if producer.producer_id in self.producers or producer.name in self.ids_by_name:
-            return
-        self.producers[producer.producer_id] = producer
-        self.ids_by_name[producer.name] = producer.producer_id
-        bisect.insort(self.names, producer.name)
-        self.job_types[producer.producer_id] = {}
-        self.job_type_names[producer.producer_id] = []
-
-    def add_job_type(self, job_type):
-        types = self.job_types.get(job_type.producer_id)
-        if types is None or job_type.name in types:
-            return
-        types[job_type.name] = job_type
-        bisect.insort(self.job_type_names[job_type.producer_id], job_type.name)
-
-    def list_producers(self, page_size, after):
-        lookup = lambda name: self.producers[self.ids_by_name[name]]
-        return _page(self.names, lookup, page_size, after)
-
-    def list_job_types(self, producer_id, page_size, after):
-        types = self.job_types[producer_id]
-        return _page(self.job_type_names[producer_id], types.__getitem__, page_size, after)
-
-    def counts(self):
-        return len(self.producers), sum(len(types) for types in self.job_types.values())
+CUT_GRACE = 0.25  # seconds past a deadline before its connections are cut
 
 
 def _unknown_producer(producer_id):
@@ -302,82 +162,6 @@ def _job_type_taken(job_type):
     )
 
 
-class _GCSFailure(Exception):
-    """GCS could not be used; the message says why, in one line."""
-
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] [^'\")\]]+")
-
-
-def _short(error) -> str:
-    """The gist of a transport error: '[Errno 111] Connection refused'."""
-    text = str(error)
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(0).strip()
-    if "timed out" in text.lower():
-        return "timed out"
-    return _first_line(error)
-
-
-def _first_line(error, limit=200) -> str:
-    text = (getattr(error, "message", None) or str(error) or type(error).__name__).strip()
-    line = text.splitlines()[0] if text else type(error).__name__
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def describe_gcs_error(error, bucket, endpoint, timeout) -> str:
-    """
-    One line for the operator saying why GCS could not be used, or C{None}
-    for an exception that is not about GCS (a bug).
-    """
-    from google.api_core import exceptions as api
-    from google.auth import exceptions as auth
-    from requests import exceptions as http
-
-    if isinstance(error, api.RetryError):
-        cause = error.cause if error.cause is not None else error
-        return f"no answer from {endpoint} within {timeout:g}s ({_short(cause)})"
-    if isinstance(error, api.NotFound):
-        return f"bucket {bucket!r} does not exist at {endpoint}"
-    if isinstance(error, api.Forbidden):
-        return f"access to bucket {bucket!r} denied at {endpoint}: {_first_line(error)}"
-    if isinstance(error, api.Unauthorized):
-        return f"credentials refused at {endpoint}: {_first_line(error)}"
-    if isinstance(error, api.GoogleAPICallError):
-        return f"{endpoint} answered {error.code}: {_first_line(error)}"
-    if isinstance(error, http.RequestException):
-        return f"cannot reach {endpoint} ({_short(error)})"
-    if isinstance(error, auth.DefaultCredentialsError):
-        return f"no usable Google credentials: {_first_line(error)}"
-    if isinstance(error, auth.GoogleAuthError):
-        return f"cannot get a Google access token: {_short(error)}"
-    return None
-
-
-def _blocking(method):
-    """
-    Mark a method that runs in a pool thread and talks to GCS: errors about
-    GCS become L{_GCSFailure}s with one line saying why.
-    """
-
-    @wraps(method)
-    def translated(self, *args):
-        try:
-            return method(self, *args)
-        except JackError:
-            raise
-        except Exception as error:
-            reason = describe_gcs_error(
-                error, self.bucket, self._endpoint(), self._timeout
-            )
-            if reason is None:
-                raise
-            raise _GCSFailure(reason) from None
-
-    return translated
-
-
 def default_client():
     """
     A ``google.cloud.storage.Client`` configured as the library configures
@@ -394,13 +178,16 @@ class GCSConfigStore(Service):
     """
     @param bucket: the bucket's name.
     @param prefix: the folder in the bucket (C{""}: the bucket's root).
-    @param reactor: the reactor results come back to from threads.
+    @param reactor: the reactor results come back to from threads, and
+        whose clock times deadlines.
     @param clock: an ``IReactorTime`` for the refresh loop and the negative
         cache (the reactor unless given).
     @param refresh_interval: seconds between background refreshes.
     @param negative_ttl: seconds an answer "GCS does not have it" is reused
         (0: never).
-    @param timeout: seconds one GCS call may take, retries included.
+    @param timeout: seconds one store operation may take in all, every
+        request and retry included; a refresh fails when GCS makes no
+        progress for this long.
     @param client_factory: makes the ``google.cloud.storage.Client``
         (called in a thread at start, after twistd forks).
     @param list_page_size: objects per listing page.
@@ -410,10 +197,11 @@ class GCSConfigStore(Service):
 
     _log = Logger()
 
-    THREADS = 4  # pool threads: writes, lookups, one refresh, checks
-    FANOUT = 6  # parallel downloads within one refresh (4 + 6 <= the HTTP pool's 10)
-    MAX_LOOKUPS = 16  # lookups in flight at once; beyond, misses answer NOT_FOUND
-    MAX_ABSENT = 10_000  # entries of the negative cache
+    THREADS = 3  # pool threads for writes, one refresh and checks
+    LOOKUP_THREADS = 3  # pool threads for lookups
+    FANOUT = 4  # parallel downloads within one refresh (3 + 3 + 4 <= the HTTP pool's 10)
+    MAX_LOOKUPS = 1000  # distinct lookups waiting or running; beyond: RESOURCE_EXHAUSTED
+    MAX_MISSES = 10_000  # entries of the negative cache
 
     def __init__(
         self,
@@ -431,6 +219,7 @@ class GCSConfigStore(Service):
         if reactor is None:
             from twisted.internet import reactor
         check_prefix(prefix)
+        check_bucket(bucket)
         self.bucket = bucket
         self._layout = Layout(prefix)
         self._reactor = reactor
@@ -445,13 +234,21 @@ class GCSConfigStore(Service):
         )
 
         self._pool = ThreadPool(minthreads=0, maxthreads=self.THREADS, name="jack-gcs")
+        self._lookup_pool = ThreadPool(
+            minthreads=0, maxthreads=self.LOOKUP_THREADS, name="jack-gcs-lookup"
+        )
+        for pool in (self._pool, self._lookup_pool):
+            pool.threadFactory = daemon_thread
         self._client = None
         self._bucket = None
         self._retry = None
         self._loop = None
         self._refresh_lock = DeferredLock()
-        self._in_flight = 0
+        self._in_flight = 0  # calls whose caller waits for an answer
         self._idle = []  # Deferreds fired when nothing is in flight
+        self._deadlines = set()  # of calls whose thread has not finished
+        self._working = set()  # Deferreds of pool threads still at work
+        self._pools_stopping = False
 
         self._objects = {}  # key -> StoredObject
         self._snapshot = Snapshot()
@@ -459,12 +256,15 @@ class GCSConfigStore(Service):
         self._written = {}  # key -> seq of the local write or lookup
         self._loaded = False
         self._reachable = True
+        self._refusal = None  # why GCS refused the last health probe
         self._lookups = {}  # key -> [Deferred] waiting for one GCS lookup
-        self._absent = {}  # key -> time until which GCS is known not to have it
+        self._misses = {}  # key -> (time until which it is reused, error or None)
 
         self._stats_lock = threading.Lock()
         self.stats = dict.fromkeys(
-            ["list_pages", "downloads", "uploads", "lookups", "lookups_shed", "probes"], 0
+            ["list_pages", "downloads", "uploads", "lookups", "lookups_refused",
+             "probes", "deadlines_passed"],
+            0,
         )
 
     @property
@@ -492,27 +292,24 @@ class GCSConfigStore(Service):
     def _start(self):
         from google.cloud.storage.retry import DEFAULT_RETRY
 
+        self._pools_stopping = False
         self._pool.start()
+        self._lookup_pool.start()
         began = time.monotonic()
         try:
             # Made here, in a thread: twistd has forked already, and
             # finding credentials may block on the network.
             self._client = yield deferToThreadPool(
-                self._reactor, self._pool, self._client_factory
+                self._reactor, self._pool, self._make_client
             )
             self._bucket = self._client.bucket(self.bucket)
-            self._retry = DEFAULT_RETRY.with_timeout(self._timeout).with_delay(
-                initial=0.1, maximum=1.0
-            )
+            self._retry = DEFAULT_RETRY.with_delay(initial=0.1, maximum=1.0)
             downloads = self.stats["downloads"]
             yield self._refresh_lock.run(self._refresh_once, untranslated=True)
-        except _GCSFailure as error:
+        except GCSError as error:
+            if not self.running:
+                return  # stopped while loading
             raise ConfigError(f"GCS: {error}") from None
-        except Exception as error:
-            reason = describe_gcs_error(error, self.bucket, self._endpoint(), self._timeout)
-            if reason is None:
-                raise
-            raise ConfigError(f"GCS: {reason}") from None
         if not self.running:
             return  # stopped while loading
         producers, job_types = self._snapshot.counts()
@@ -532,37 +329,146 @@ class GCSConfigStore(Service):
         self._loop.clock = self._clock
         self._loop.start(self._refresh_interval, now=False)
 
+    def _make_client(self):
+        """(In a thread.)  The client, its connections cut at deadlines."""
+        with self._library():
+            client = self._client_factory()
+            watch_connections(client._http)
+        return client
+
     @inlineCallbacks
     def stopService(self):
+        """
+        Stop refreshing; wait for the calls in flight, at most until their
+        deadlines (a refresh is cut at once: nothing is lost by that).
+        """
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        for deadline in list(self._deadlines):
+            if deadline.sliding:
+                self._time_up(deadline, stopping=True)
         if self._in_flight:
             idle = Deferred()
             self._idle.append(idle)
             yield idle
         if self._client is not None:
             self._client.close()
-        if self._pool.started:
-            self._pool.stop()
+        self._stop_pools()
 
-    # Calls into the pool.
+    def _stop_pools(self):
+        pools = [pool for pool in (self._pool, self._lookup_pool) if pool.started]
+        if self._pools_stopping or not pools:
+            return
+        self._pools_stopping = True
+        if not self._working:
+            for pool in pools:
+                pool.stop()
+            return
+        # Threads still in requests whose deadline passed (their connections
+        # are cut; they end soon): do not block the reactor joining them.
+        self._log.info(
+            "Config storage stopped with {count} GCS request(s) still ending",
+            count=len(self._working),
+        )
+        stopper = daemon_thread(
+            target=lambda: [pool.stop() for pool in pools], name="jack-gcs-stop"
+        )
+        stopper.start()
 
-    def _call(self, method, *args, untranslated=False):
+    # Calls into the pools.
+
+    def _call(self, method, *args, pool=None, sliding=False, untranslated=False, late=None):
         """
-        Run C{method(*args)} in the pool.
+        Run C{method(*args)} in a pool thread, within one deadline.
 
+        @param pool: the thread pool (the main one unless given).
+        @param sliding: the deadline moves on with progress (a refresh).
+        @param late: called with C{method}'s result when it comes after the
+            deadline (a write that succeeded after all).
         @return: Deferred firing with its result; failing with
-            ``Unavailable`` when GCS could not be used (or with the
-            L{_GCSFailure} itself when C{untranslated}).
+            ``Unavailable`` when GCS could not be used in time,
+            ``FailedPrecondition`` when GCS refused (or with the
+            L{GCSError} itself when C{untranslated}).
         """
-        if not self._pool.started:
+        pool = self._pool if pool is None else pool
+        if not pool.started:
             return fail(Unavailable("config storage (GCS) is not running"))
+        deadline = Deadline(self._timeout, sliding)
+        result = deadline.result = Deferred()
+        deadline.timer = self._reactor.callLater(
+            self._timeout + CUT_GRACE, self._time_up, deadline
+        )
+        self._deadlines.add(deadline)
         self._in_flight += 1
-        d = deferToThreadPool(self._reactor, self._pool, method, *args)
-        d.addBoth(self._call_done)
-        d.addCallbacks(self._answered, self._call_failed, errbackArgs=(untranslated,))
-        return d
+        work = deferToThreadPool(self._reactor, pool, self._in_thread, deadline, method, args)
+        self._working.add(work)
+        work.addBoth(self._worked, deadline, work, late)
+        result.addBoth(self._call_done)
+        result.addCallbacks(self._answered, self._call_failed, errbackArgs=(untranslated,))
+        return result
+
+    def _in_thread(self, deadline, method, args):
+        """(In a pool thread.)  Run C{method} under C{deadline}."""
+        if deadline.expired or time.monotonic() >= deadline.at:
+            raise self._busy()  # it waited its whole time for a thread
+        deadline.started = True
+        with working_under(deadline):
+            return method(*args)
+
+    def _worked(self, outcome, deadline, work, late):
+        self._working.discard(work)
+        self._deadlines.discard(deadline)
+        if deadline.timer.active():
+            deadline.timer.cancel()
+        result = deadline.result
+        if not result.called:
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)
+            return
+        # After the deadline: the caller has had its answer already.
+        if isinstance(outcome, Failure):
+            if not outcome.check(GCSError, JackError, DeadlinePassed):
+                self._log.failure("A GCS call failed after its deadline", outcome)
+        elif late is not None and outcome:
+            late(outcome)
+        return
+
+    def _time_up(self, deadline, stopping=False):
+        """
+        C{deadline} passed (or the store stops): cut its connections and
+        answer its caller.  A sliding deadline that moved is armed again.
+        """
+        if deadline.sliding and not stopping and not deadline.expired:
+            left = deadline.at - time.monotonic()
+            if left > 0:
+                deadline.timer = self._reactor.callLater(
+                    left + CUT_GRACE, self._time_up, deadline
+                )
+                return
+        if deadline.timer.active():
+            deadline.timer.cancel()
+        deadline.expire()
+        if deadline.result.called:
+            return
+        self._count("deadlines_passed")
+        timeout, endpoint = self._timeout, self._endpoint()
+        if stopping:
+            error = Stopping("Jack is stopping")
+        elif not deadline.started:
+            error = self._busy()
+        elif deadline.sliding:
+            error = Unreachable(f"{endpoint} made no progress for {timeout:g}s")
+        else:
+            error = Unreachable(f"no answer from {endpoint} within {timeout:g}s")
+        deadline.result.errback(Failure(error))
+
+    def _busy(self):
+        return Busy(
+            f"the call waited {self._timeout:g}s behind other GCS calls without starting"
+        )
 
     def _call_done(self, result):
         self._in_flight -= 1
@@ -577,13 +483,20 @@ class GCSConfigStore(Service):
         return result
 
     def _call_failed(self, failure, untranslated):
-        if failure.check(_GCSFailure):
+        if failure.check(Unreachable):
             self._set_reachable(False, str(failure.value))
-            if untranslated:
-                return failure
-            raise Unavailable(f"config storage (GCS) unavailable: {failure.value}")
-        if failure.check(JackError):
+        elif failure.check(Refused, JackError):
             self._set_reachable(True)
+        if failure.check(GCSError) and untranslated:
+            return failure
+        if failure.check(Unreachable, Stopping):
+            raise Unavailable(f"config storage (GCS) unavailable: {failure.value}")
+        if failure.check(Busy):
+            raise Unavailable(f"config storage (GCS) busy: {failure.value}; retry later")
+        if failure.check(Refused):
+            raise FailedPrecondition(
+                f"config storage (GCS) refused the request: {failure.value}"
+            )
         return failure
 
     def _set_reachable(self, reachable, reason=None):
@@ -606,6 +519,39 @@ class GCSConfigStore(Service):
                 job_types=job_types,
             )
 
+    # In pool threads: talking to GCS.
+
+    @contextlib.contextmanager
+    def _library(self):
+        """
+        (In a thread.)  Around calls of the client library: whatever it
+        raises (a bug of its own included: an empty answer it cannot
+        parse) becomes an L{Unreachable} or L{Refused} saying why.
+        """
+        try:
+            yield
+        except (JackError, GCSError):
+            raise
+        except Exception as error:  # noqa: BLE001 (any library error: a GCSError)
+            raise self._failure(error) from None
+
+    def _failure(self, error) -> GCSError:
+        kind, reason = classify(error, self.bucket, self._endpoint(), self._timeout)
+        return Refused(reason) if kind == REFUSED else Unreachable(reason)
+
+    def _limits(self) -> dict:
+        """
+        (In a thread.)  The timeout and retry of the next request: the
+        time left to the operation's deadline.
+
+        @raise DeadlinePassed: there is none left.
+        """
+        deadline = current_deadline()
+        if deadline is None:  # outside a store operation (tests)
+            deadline = Deadline(self._timeout)
+        left = deadline.remaining()
+        return {"timeout": left, "retry": self._retry.with_timeout(left)}
+
     # Refreshing the snapshot.
 
     def refresh(self):
@@ -614,25 +560,33 @@ class GCSConfigStore(Service):
         under the prefix (page by page) and download only those that are
         new or whose generation changed.
 
-        @return: Deferred firing with C{None}; failing with ``Unavailable``.
+        @return: Deferred firing with C{None}; failing with ``Unavailable``
+            or ``FailedPrecondition`` (GCS refused the listing).
         """
         return self._refresh_lock.run(self._refresh_once)
 
     def _refresh_once(self, untranslated=False):
         since = self._seq
         known = {key: stored.generation for key, stored in self._objects.items()}
-        d = self._call(self._scan, known, untranslated=untranslated)
+        d = self._call(self._scan, known, sliding=True, untranslated=untranslated)
         d.addCallback(self._apply_scan, since)
         return d
 
     def _refresh_quietly(self):
         """A background refresh: GCS going away is logged once, by L{_set_reachable}."""
         d = self.refresh()
-        d.addErrback(_false_when_unavailable)
-        d.addErrback(lambda failure: self._log.failure("Refreshing the snapshot failed", failure))
+        d.addErrback(self._refresh_failed)
         return d
 
-    @_blocking
+    def _refresh_failed(self, failure):
+        if failure.check(Unavailable):
+            return
+        if failure.check(FailedPrecondition):
+            self._log.warn("Refreshing the snapshot failed: {reason}", reason=failure.value)
+            return
+        self._log.failure("Refreshing the snapshot failed", failure)
+        return
+
     def _scan(self, known):
         """
         (In a thread.)  List the prefix and download what C{known} (key to
@@ -640,55 +594,111 @@ class GCSConfigStore(Service):
 
         @return: C{(listed, fetched)}: the generation of every object
             listed, and a L{StoredObject} (or C{None}: gone since listed)
-            for each object downloaded.
+            for each object downloaded or found too large.
         """
+        deadline = current_deadline()
         listed = {}
-        pages = self._client.list_blobs(
-            self.bucket,
-            prefix=self.prefix,
-            page_size=self._page_size,
-            fields="items(name,generation),nextPageToken",
-            timeout=self._timeout,
-            retry=self._retry,
-        ).pages
-        for page in pages:
-            self._count("list_pages")
-            for blob in page:
-                listed[blob.name] = blob.generation
-        wanted = [
-            (key, generation)
-            for key, generation in listed.items()
-            if self._layout.kind(key) is not None and known.get(key) != generation
-        ]
-        fetched = {}
-        if wanted:
-            workers = min(self.FANOUT, len(wanted))
-            with ThreadPoolExecutor(workers, thread_name_prefix="jack-gcs-fetch") as pool:
-                results = pool.map(lambda item: self._fetch(*item), wanted)
-                for (key, _), stored in zip(wanted, results):
-                    fetched[key] = stored
-        return listed, fetched
+        with self._library():
+            pages = self._client.list_blobs(
+                self.bucket,
+                prefix=self.prefix,
+                page_size=self._page_size,
+                fields="items(name,generation,size),nextPageToken",
+                **self._limits(),
+            ).pages
+            for page in pages:
+                self._count("list_pages")
+                for blob in page:
+                    listed[blob.name] = (blob.generation, blob.size)
+                deadline.progress()
+        wanted, too_large = wanted_downloads(listed, known, self._layout)
+        fetched = {
+            key: StoredObject(
+                generation,
+                self._layout.kind(key),
+                None,
+                f"is {size} bytes long; a record is at most {MAX_RECORD_BYTES}",
+            )
+            for key, generation, size in too_large
+        }
+        fetched.update(self._fetch_all(wanted, deadline))
+        return {key: generation for key, (generation, _) in listed.items()}, fetched
+
+    def _fetch_all(self, wanted, deadline):
+        """(In a thread.)  Download C{wanted}, C{FANOUT} at a time."""
+        if not wanted:
+            return {}
+
+        def fetch(item):
+            with working_under(deadline):
+                stored = self._fetch(*item)
+            deadline.progress()
+            return stored
+
+        pool = ThreadPoolExecutor(
+            min(self.FANOUT, len(wanted)), thread_name_prefix="jack-gcs-fetch"
+        )
+        try:
+            return dict(zip([key for key, _ in wanted], pool.map(fetch, wanted)))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch(self, key, generation=None):
         """
         (In a thread.)  Download one object (that C{generation} of it).
 
-        @return: a L{StoredObject}, or C{None} when there is no such object.
+        @return: a L{StoredObject} (with a problem when the object cannot
+            be read or is not a record), or C{None} when there is no such
+            object.
+        @raise Unreachable: GCS cannot be reached.
         """
-        from google.api_core.exceptions import NotFound as Missing
-
+        kind = self._layout.kind(key)
         blob = self._bucket.blob(key, generation=generation)
         self._count("downloads")
         try:
-            data = blob.download_as_bytes(timeout=self._timeout, retry=self._retry)
-        except Missing:
-            return None
-        kind = self._layout.kind(key)
+            # Raw: the bytes as stored; a wrong Content-Encoding is this
+            # object's problem, not a failure of the whole download path.
+            data = blob.download_as_bytes(raw_download=True, **self._limits())
+        except Exception as error:  # noqa: BLE001 (sorted by _fetch_failed)
+            return self._fetch_failed(error, kind)
+        encoding = (blob.content_encoding or "identity").lower()
+        if encoding == "gzip":
+            try:
+                data = gunzip(data, MAX_RECORD_BYTES)
+            except ValueError as error:
+                problem = f"declares Content-Encoding gzip but {error}"
+                return StoredObject(blob.generation, kind, None, problem)
+        elif encoding != "identity":
+            problem = f"has Content-Encoding {encoding!r}, which Jack does not read"
+            return StoredObject(blob.generation, kind, None, problem)
         try:
             record, problem = self._layout.parse(key, kind, data), None
         except ValueError as error:
             record, problem = None, str(error)
         return StoredObject(blob.generation, kind, record, problem)
+
+    def _fetch_failed(self, error, kind):
+        """
+        (In a thread.)  A download failed: C{None} when the object is not
+        there, a L{StoredObject} with a problem when GCS refused this one
+        object or its bytes are corrupt.
+
+        @raise GCSError: GCS cannot be used at all.
+        """
+        from google.api_core import exceptions as api
+        from google.cloud.storage.exceptions import DataCorruption
+
+        if isinstance(error, api.NotFound):
+            return None
+        if isinstance(error, api.ClientError) and error.code not in (401, 408, 429):
+            problem = f"GCS refuses to send it: {error.code} {first_line(error)}"
+            return StoredObject(None, kind, None, problem)
+        if isinstance(error, DataCorruption):
+            problem = f"its download did not match its checksum: {first_line(error)}"
+            return StoredObject(None, kind, None, problem)
+        if isinstance(error, (JackError, GCSError)):
+            raise error
+        raise self._failure(error) from None
 
     def _apply_scan(self, scanned, since):
         """
@@ -698,22 +708,17 @@ class GCSConfigStore(Service):
         listed, fetched = scanned
         objects, changed = {}, False
         for key, generation in listed.items():
+            previous = self._objects.get(key)
             if key in fetched:
                 stored = fetched[key]
                 if stored is not None:
                     objects[key] = stored
                     if stored.problem:
-                        self._log.warn(
-                            "Ignoring gs://{bucket}/{key}: {problem}",
-                            bucket=self.bucket,
-                            key=key,
-                            problem=stored.problem,
-                        )
-                changed = True
+                        self._warn_problem(key, stored, previous)
+                changed = changed or stored != previous
                 continue
-            stored = self._objects.get(key)
-            if stored is not None and stored.generation == generation:
-                objects[key] = stored
+            if previous is not None and previous.generation == generation:
+                objects[key] = previous
         for key, stored in self._objects.items():
             if key not in objects:
                 if self._written.get(key, 0) > since:
@@ -733,13 +738,28 @@ class GCSConfigStore(Service):
                 )
         self._loaded = True
 
+    def _warn_problem(self, key, stored, previous):
+        """Warn about an object left out, once for each problem it has."""
+        if (
+            previous is not None
+            and previous.problem == stored.problem
+            and previous.generation == stored.generation
+        ):
+            return
+        self._log.warn(
+            "Ignoring gs://{bucket}/{key}: {problem}",
+            bucket=self.bucket,
+            key=key,
+            problem=stored.problem,
+        )
+
     def _remember(self, entries):
         """
         Add objects this replica wrote or looked up (C{(key, StoredObject)}
         pairs) to the snapshot.
         """
         self._seq += 1
-        for key, stored in entries:
+        for key, stored in entries or ():
             self._objects[key] = stored
             self._written[key] = self._seq
             if stored.kind == PRODUCER:
@@ -752,20 +772,25 @@ class GCSConfigStore(Service):
     def _look_up(self, key, method, *args):
         """
         Ask GCS for one record the snapshot lacks (C{method(*args)} in a
-        thread, returning C{(key, StoredObject)} pairs, the record wanted
-        first, or C{None}).  Lookups of one C{key} in flight at once share
-        one request; an absent answer is reused for C{negative_ttl}.
+        lookup thread, returning C{(key, StoredObject)} pairs, the record
+        wanted first, or C{None}).  Lookups of one C{key} in flight at once
+        share one request; an absent answer (or an unusable object) is
+        reused for C{negative_ttl}.  Lookups beyond the lookup threads wait
+        for one, within their deadline.
 
         @return: Deferred firing with the record, or C{None} when GCS does
             not have it; failing with ``Unavailable`` when GCS is known to
-            be unreachable.
+            be unreachable or did not answer in time,
+            ``ResourceExhausted`` when C{MAX_LOOKUPS} wait already, or
+            ``FailedPrecondition`` when the record's object cannot be used.
         """
         now = self._clock.seconds()
-        until = self._absent.get(key)
-        if until is not None:
+        cached = self._misses.get(key)
+        if cached is not None:
+            until, error = cached
             if now < until:
-                return succeed(None)
-            del self._absent[key]
+                return succeed(None) if error is None else fail(error)
+            del self._misses[key]
         waiting = self._lookups.get(key)
         if waiting is None:
             if not self._reachable:
@@ -776,11 +801,17 @@ class GCSConfigStore(Service):
                     )
                 )
             if len(self._lookups) >= self.MAX_LOOKUPS:
-                self._count("lookups_shed")
-                return succeed(None)
+                self._count("lookups_refused")
+                return fail(
+                    ResourceExhausted(
+                        f"config storage (GCS): {len(self._lookups)} lookups of producers "
+                        "and job types this replica does not hold are waiting for GCS "
+                        "already; retry later"
+                    )
+                )
             waiting = self._lookups[key] = []
             self._count("lookups")
-            d = self._call(method, *args)
+            d = self._call(method, *args, pool=self._lookup_pool, late=self._remember)
             d.addBoth(self._looked_up, key)
         mine = Deferred()
         waiting.append(mine)
@@ -789,15 +820,13 @@ class GCSConfigStore(Service):
     def _looked_up(self, result, key):
         waiting = self._lookups.pop(key)
         if isinstance(result, Failure):
+            if result.check(FailedPrecondition):
+                self._miss(key, result.value)
             for d in waiting:
                 d.errback(result)
             return
         if result is None:
-            if self._negative_ttl > 0:
-                self._absent.pop(key, None)
-                self._absent[key] = self._clock.seconds() + self._negative_ttl
-                if len(self._absent) > self.MAX_ABSENT:
-                    del self._absent[next(iter(self._absent))]
+            self._miss(key, None)
             record = None
         else:
             self._remember(result)
@@ -805,39 +834,64 @@ class GCSConfigStore(Service):
         for d in waiting:
             d.callback(record)
 
-    @_blocking
+    def _miss(self, key, error):
+        """Remember for C{negative_ttl} that C{key} is not there (or C{error})."""
+        if self._negative_ttl <= 0:
+            return
+        self._misses.pop(key, None)
+        self._misses[key] = (self._clock.seconds() + self._negative_ttl, error)
+        if len(self._misses) > self.MAX_MISSES:
+            del self._misses[next(iter(self._misses))]
+
+    def _usable(self, key, stored):
+        """
+        (In a thread.)
+        @raise FailedPrecondition: the object at C{key} holds no usable record.
+        """
+        if stored.record is None:
+            raise FailedPrecondition(
+                f"config storage (GCS): gs://{self.bucket}/{key} cannot be used "
+                f"({stored.problem}); an operator must fix or delete it"
+            )
+
     def _fetch_producer(self, producer_id):
         """
         (In a thread.)  A producer's record and the claim on its name, when
         both are there and agree.
         """
         record_key = self._layout.producer(producer_id)
-        if len(record_key.encode("utf-8")) > MAX_KEY_BYTES:
+        if too_long(record_key):
             return None
         record = self._fetch(record_key)
-        if record is None or record.record is None:
+        if record is None:
             return None
+        self._usable(record_key, record)
         claim_key = self._layout.claim(record.record.name)
+        if too_long(claim_key):
+            return None
         claim = self._fetch(claim_key)
-        if claim is None or claim.record is None or claim.record.producer_id != producer_id:
+        if claim is None:
             return None  # a record no claim names: a create that never finished
+        self._usable(claim_key, claim)
+        if claim.record.producer_id != producer_id:
+            return None  # the name is another producer's
         return [(record_key, record), (claim_key, claim)]
 
-    @_blocking
     def _fetch_job_type(self, producer_id, name):
         """(In a thread.)  One job type's object."""
         key = self._layout.job_type(producer_id, name)
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        if too_long(key):
             return None
         stored = self._fetch(key)
-        if stored is None or stored.record is None:
+        if stored is None:
             return None
+        self._usable(key, stored)
         return [(key, stored)]
 
     def _known_producer(self, producer_id):
         """
         @return: Deferred firing with the producer, from the snapshot or
-            else from GCS; failing with ``NotFound`` or ``Unavailable``.
+            else from GCS; failing with ``NotFound`` or as L{_look_up}.
         """
         producer = self._snapshot.producers.get(producer_id)
         if producer is not None:
@@ -876,6 +930,7 @@ class GCSConfigStore(Service):
             one unless given).
         @return: the new object's generation, or C{None} when an object was
             there already (written by another call).
+        @raise GCSError: GCS could not be reached, or refused the write.
         """
         from google.api_core.exceptions import PreconditionFailed
 
@@ -883,20 +938,17 @@ class GCSConfigStore(Service):
         blob = self._bucket.blob(key)
         blob.metadata = {WRITE_ID: token}
         self._count("uploads")
-        try:
-            blob.upload_from_string(
-                data,
-                content_type=CONTENT_TYPE,
-                if_generation_match=0,
-                timeout=self._timeout,
-                retry=self._retry,
-            )
-            return blob.generation
-        except PreconditionFailed:
-            pass
-        # Taken: by another call, or by an earlier attempt of this one
-        # whose answer was lost (the client retries uploads).
-        existing = self._bucket.get_blob(key, timeout=self._timeout, retry=self._retry)
+        with self._library():
+            try:
+                blob.upload_from_string(
+                    data, content_type=CONTENT_TYPE, if_generation_match=0, **self._limits()
+                )
+                return blob.generation
+            except PreconditionFailed:
+                pass
+            # Taken: by another call, or by an earlier attempt of this one
+            # whose answer was lost (the client retries uploads).
+            existing = self._bucket.get_blob(key, **self._limits())
         if existing is not None and (existing.metadata or {}).get(WRITE_ID) == token:
             return existing.generation
         return None
@@ -906,27 +958,39 @@ class GCSConfigStore(Service):
         (In a thread.)  Delete C{key}, if GCS lets us: what stays behind is
         a record no claim names, which readers ignore.
         """
-        from google.api_core.exceptions import GoogleAPICallError, RetryError
-        from requests import RequestException
+        with contextlib.suppress(GCSError), self._library():
+            self._bucket.blob(key).delete(**self._limits())
 
-        with contextlib.suppress(GoogleAPICallError, RetryError, RequestException):
-            self._bucket.blob(key).delete(timeout=self._timeout, retry=self._retry)
+    @staticmethod
+    def _check_key(key, field):
+        if too_long(key):
+            raise InvalidArgument(
+                field, f"is too long to be stored in GCS (its object name would pass "
+                f"{MAX_KEY_BYTES} bytes)"
+            )
 
-    @_blocking
     def _write_producer(self, producer):
         """
         (In a thread.)  The record first, then the claim on the name: a
         crash between the two leaves a record no claim names, which
-        readers ignore.  A claim lost to another producer takes the record
-        back.
+        readers ignore.  A claim lost to another producer, or refused by
+        GCS (so never written), takes the record back.
         """
         record_key = self._layout.producer(producer.producer_id)
         claim = Producer(producer_id=producer.producer_id, name=producer.name)
         claim_key = self._layout.claim(producer.name)
+        self._check_key(record_key, "producer_id")
+        self._check_key(claim_key, "name")
         record_generation = self._create_object(record_key, to_json(producer))
         if record_generation is None:
             raise AlreadyExists(f"producer_id: {producer.producer_id!r} is taken")
-        claim_generation = self._create_object(claim_key, to_json(claim, every_field=False))
+        try:
+            claim_generation = self._create_object(
+                claim_key, to_json(claim, every_field=False)
+            )
+        except Refused:
+            self._delete_quietly(record_key)
+            raise
         if claim_generation is None:
             self._delete_quietly(record_key)
             raise _name_taken(producer.name)
@@ -935,10 +999,10 @@ class GCSConfigStore(Service):
             (claim_key, StoredObject(claim_generation, CLAIM, claim, None)),
         ]
 
-    @_blocking
     def _write_job_type(self, job_type):
         """(In a thread.)  One create-only object."""
         key = self._layout.job_type(job_type.producer_id, job_type.name)
+        self._check_key(key, "name")
         generation = self._create_object(key, to_json(job_type))
         if generation is None:
             raise _job_type_taken(job_type)
@@ -955,7 +1019,7 @@ class GCSConfigStore(Service):
             return fail(_name_taken(producer.name))
         stored = Producer()
         stored.CopyFrom(producer)
-        d = self._call(self._write_producer, stored)
+        d = self._call(self._write_producer, stored, late=self._remember)
         d.addCallback(self._stored)
         return d
 
@@ -975,7 +1039,7 @@ class GCSConfigStore(Service):
     def _create_job_type(self, job_type):
         if job_type.name in self._snapshot.job_types.get(job_type.producer_id, {}):
             return fail(_job_type_taken(job_type))
-        d = self._call(self._write_job_type, job_type)
+        d = self._call(self._write_job_type, job_type, late=self._remember)
         d.addCallback(self._stored)
         return d
 
@@ -1008,33 +1072,50 @@ class GCSConfigStore(Service):
         if not (self.running and self._loaded):
             return succeed(False)
         d = self._call(self._probe)
-        d.addErrback(_false_when_unavailable)
+        d.addCallbacks(self._probed, self._probe_failed)
         return d
 
-    @_blocking
     def _probe(self):
         """(In a thread.)  One listing request: GCS answers and lets Jack in."""
         self._count("probes")
-        blobs = self._client.list_blobs(
-            self.bucket,
-            prefix=self.prefix,
-            max_results=1,
-            fields="items(name),nextPageToken",
-            timeout=self._timeout,
-            retry=self._retry,
-        )
-        for _ in blobs:
-            pass
+        with self._library():
+            blobs = self._client.list_blobs(
+                self.bucket,
+                prefix=self.prefix,
+                max_results=1,
+                fields="items(name),nextPageToken",
+                **self._limits(),
+            )
+            for _ in blobs:
+                pass
         return True
 
+    def _probed(self, ok):
+        self._refusal = None
+        return ok
 
-def _false_when_unavailable(failure):
-    failure.trap(Unavailable)
-    return False
+    def _probe_failed(self, failure):
+        failure.trap(Unavailable, FailedPrecondition)
+        if failure.check(FailedPrecondition) and str(failure.value) != self._refusal:
+            self._refusal = str(failure.value)
+            self._log.warn(
+                "Health check of the config storage failed: {reason}",
+                reason=self._refusal,
+            )
+        return False
 
 
-def from_options(options, reactor):
-    """The store C{twistd jack}'s options configure (C{GCS_BUCKET} set)."""
+def from_options(options, reactor, environ=None):
+    """
+    The store C{twistd jack}'s options configure (C{GCS_BUCKET} set).
+
+    @param environ: the environment the client library reads
+        (C{os.environ} unless given).
+    @raise ConfigError: the bucket name, the prefix or
+        C{STORAGE_EMULATOR_HOST} cannot work.
+    """
+    environ = os.environ if environ is None else environ
+    check_emulator_host(environ.get("STORAGE_EMULATOR_HOST", ""))
     return GCSConfigStore(
         options["gcs-bucket"],
         options["gcs-prefix"],

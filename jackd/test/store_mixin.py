@@ -59,6 +59,19 @@ AWKWARD_NAMES = [
     "\\", "*[]", "~tilde", "+plus", "x" * 120,
 ]
 
+# The longest names the API lets through (128 bytes of UTF-8), in
+# characters of one to four bytes, and the longest job type names (128
+# characters of A-Z a-z 0-9 _ - .): a store must keep them all.
+LONGEST_NAMES = [
+    "x" * 128,
+    "%" * 128,
+    "\u00e9" * 64,
+    "\u65e5" * 42 + "xy",
+    "\U0001f600" * 32,
+    "/." * 64,
+]
+LONGEST_JOB_TYPE_NAMES = ["a" + "." * 127, "Z" * 128, "a-" * 64]
+
 
 class ConfigStoreTestsMixin(StoreTestsBase):
     """
@@ -504,6 +517,32 @@ class ConfigStoreTestsMixin(StoreTestsBase):
             self.assertEqual(fetched.name, name)
         listed, more = yield self.store.list_job_types(producer.producer_id, 100, None)
         self.assertEqual(([t.name for t in listed], more), (sorted(names), False))
+
+    @inlineCallbacks
+    def test_longestNames(self):
+        """
+        Producer names of the most bytes the API allows (128 bytes of UTF-8,
+        in characters of one to four bytes each) and job type names of the
+        most characters are kept exactly, found and listed.
+        """
+        for name in LONGEST_NAMES:
+            self.assertEqual(len(name.encode("utf-8")), 128, name)
+        for name in LONGEST_JOB_TYPE_NAMES:
+            self.assertEqual(len(name), 128, name)
+        producers = yield self.add_producers(LONGEST_NAMES)
+        for producer in producers:
+            self.assertEqual((yield self.store.get_producer(producer.producer_id)), producer)
+        listed, more = yield self.store.list_producers(100, None)
+        self.assertEqual(([p.name for p in listed], more), (sorted(LONGEST_NAMES), False))
+        owner = producers[-2]
+        yield self.add_job_types(owner.producer_id, LONGEST_JOB_TYPE_NAMES)
+        for name in LONGEST_JOB_TYPE_NAMES:
+            fetched = yield self.store.get_job_type(owner.producer_id, name)
+            self.assertEqual(fetched.name, name)
+        listed, more = yield self.store.list_job_types(owner.producer_id, 100, None)
+        self.assertEqual(
+            ([t.name for t in listed], more), (sorted(LONGEST_JOB_TYPE_NAMES), False)
+        )
 
     @inlineCallbacks
     def test_concurrentCreatesOfDifferentProducers(self):

@@ -227,6 +227,39 @@ class StartErrorTests(TestCase):
             "GCS: no usable Google credentials: File /nonexistent/key.json was not found.",
         )
 
+    def test_bad_bucket_name(self):
+        """
+        A GCS_BUCKET no bucket can be named (a trailing dot, capitals and
+        spaces) is refused before anything starts, with one line saying
+        why.
+        """
+        for bucket, problem in [
+            ("jack-config.", "it must start and end with a letter or digit"),
+            ("Bad Bucket!", "only lowercase letters, digits, '-', '_' and '.' are allowed"),
+        ]:
+            result = run_twistd(["jack", "--grpc-port", "0", "--gcs-bucket", bucket])
+            self.assertEqual(result.returncode, 1)
+            self.assertEqual(
+                result.stderr.strip(),
+                f"twistd jack: GCS_BUCKET {bucket!r} is not a bucket name: {problem}",
+            )
+
+    def test_emulator_host_without_scheme(self):
+        """
+        STORAGE_EMULATOR_HOST without its scheme is refused with one line
+        saying what to write instead.
+        """
+        result = run_twistd(
+            ["jack", "--grpc-port", "0", "--gcs-bucket", "jack-config"],
+            env={"STORAGE_EMULATOR_HOST": "127.0.0.1:4443"},
+        )
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(
+            result.stderr.strip(),
+            "twistd jack: STORAGE_EMULATOR_HOST='127.0.0.1:4443' lacks the scheme the "
+            "client library needs: use http://127.0.0.1:4443",
+        )
+
     def test_prefix_too_long(self):
         """A GCS_PREFIX too long for Jack's keys is refused before anything starts."""
         result = run_twistd(
