@@ -130,15 +130,25 @@ class IScheduleStore(Interface):
     until the lease runs out, so dispatchers sharing one store (Jack
     replicas on one database) publish each job once in normal operation,
     and the jobs of a dispatcher that dies mid-dispatch are claimed by
-    another once its lease has run out.  Times are integer nanoseconds
-    since the Unix epoch, read from the dispatcher's clock; a store never
-    reads a clock itself.
+    another once its lease has run out.
 
-    A job is I{claimable} at a time C{t} when its ``run_at`` is at or
-    before C{t} and no claim or release holds it past C{t}.
+    Times are integer nanoseconds since the Unix epoch.  Every call that
+    depends on the time gets C{now}, the dispatcher's clock.  Whether a job
+    is due and when a lease or a release ends are decided on the I{store's
+    clock}: C{now} itself for a store that one Jack owns (memory, SQLite);
+    the database's clock for a store that replicas share (PostgreSQL), so
+    that replicas whose clocks disagree still agree on both and none
+    publishes early because its own clock runs fast.  Durations (a lease, a
+    retry delay) are counted on the store's clock; the times a store
+    returns are on the caller's clock (a database time plus how far C{now}
+    is from the database's clock), so the dispatcher can arm its timers
+    with them.
+
+    A job is I{claimable} when its ``run_at`` is at or before the store's
+    clock and no claim or release holds it past it.
 
     Operations fail with ``Unavailable`` when the store's database cannot
-    be reached; the dispatcher retries them.
+    be reached or does not answer in time; the dispatcher retries them.
     """
 
     durable = Attribute("True when held jobs survive a restart of Jack.")
@@ -147,16 +157,20 @@ class IScheduleStore(Interface):
 
     def open():
         """
-        Get ready for use (connect, create the schema when missing).  No
-        other method is called before the Deferred fires.
+        Get ready for use (connect, create the schema when missing, take
+        the lock of a store that one Jack owns).  No other method is called
+        before the Deferred fires.
 
-        @return: Deferred firing with C{None}.
+        @return: Deferred firing with C{None}, or failing with
+            ``Unavailable`` (the database cannot be reached or used) or
+            ``ConfigError`` (it can never be used as configured: another
+            Jack holds it); either message is one line.
         """
 
     def close():
         """
-        Let go of connections and threads; called once, when no operation
-        is in flight.
+        Let go of connections, threads and locks; operations still in
+        flight fail with ``Unavailable``.  Called once.
 
         @return: Deferred firing with C{None}.
         """
@@ -170,22 +184,24 @@ class IScheduleStore(Interface):
             durable store, committed to disk.
         """
 
-    def claim(now, limit, until):
+    def claim(now, limit, lease):
         """
-        Claim at most C{limit} jobs claimable at C{now}, earliest first
-        (by the time they became claimable, then by id), until C{until}:
-        no other claim returns them before then.  They stay held until
-        L{remove}d.
+        Claim at most C{limit} jobs claimable on the store's clock, earliest
+        first (by the time they became claimable, then by id), for C{lease}
+        nanoseconds: no other claim returns them before the store's clock
+        has moved on that much.  They stay held until L{remove}d.  A job
+        the store cannot decode is not returned (it stays held, set aside
+        for a while, and is logged).
 
         @return: Deferred firing with a list of ``jack.Job``s.
         """
 
-    def release(job_ids, at):
+    def release(job_ids, now, delay):
         """
         Make the jobs with these ids that this store claimed (and that no
-        other claimed since) claimable again from C{at} on: a dispatcher
-        that could not publish them retries them then.  Other ids are
-        ignored.
+        other claimed since) claimable again C{delay} nanoseconds from now
+        on the store's clock: a dispatcher that could not publish them
+        retries them then.  Other ids are ignored.
 
         @return: Deferred firing with C{None}.
         """
@@ -198,11 +214,12 @@ class IScheduleStore(Interface):
         @return: Deferred firing with C{None}.
         """
 
-    def next_due():
+    def next_due(now):
         """
-        @return: Deferred firing with the earliest time at which a held job
-            is or becomes claimable (its ``run_at``, or when its claim or
-            release ends), or C{None} when nothing is held.
+        @return: Deferred firing with the earliest time, on the caller's
+            clock, at which a held job is or becomes claimable (its
+            ``run_at``, or when its claim or release ends), or C{None} when
+            nothing is held.
         """
 
     def count():
@@ -211,8 +228,14 @@ class IScheduleStore(Interface):
             not.
         """
 
-    def earliest_run_at():
+    def count_due(now):
+        """
+        @return: Deferred firing with the number of jobs held whose
+            ``run_at`` is at or before the store's clock, claimed or not.
+        """
+
+    def earliest_run_at(now):
         """
         @return: Deferred firing with the earliest ``run_at`` held, claimed
-            or not, or C{None} when nothing is held.
+            or not, on the caller's clock, or C{None} when nothing is held.
         """

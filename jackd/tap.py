@@ -184,8 +184,14 @@ SETTINGS = (
             "Most due scheduled jobs claimed and published at once."),
     Setting("schedule-lease", "SCHEDULE_LEASE", "60s", _positive_duration,
             "How long a replica's claim on due jobs lasts: if it dies while "
-            "publishing them, another publishes them after this. Keep it "
-            "longer than a publish can take."),
+            "publishing them, another publishes them after this. With "
+            "QUEUE_BACKEND=pubsub it must be longer than "
+            "PUBSUB_PUBLISH_TIMEOUT + PUBSUB_BATCH_LATENCY + SCHEDULE_DB_TIMEOUT."),
+    Setting("schedule-db-timeout", "SCHEDULE_DB_TIMEOUT", "10s", _positive_duration,
+            "How long one operation on the schedule database may take before "
+            "it fails (UNAVAILABLE); with postgres also the statement_timeout, "
+            "lock_timeout and tcp_user_timeout unless SCHEDULE_DB sets them; "
+            "with sqlite how long a write waits for the file's lock."),
     Setting("schedule-poll-interval", "SCHEDULE_POLL_INTERVAL", "1s", _positive_duration,
             "How often the scheduler looks in the store for jobs it has no "
             "timer for (scheduled by another replica, or left by one that died)."),
@@ -386,7 +392,7 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
     from jackd.api.health import HealthService
     from jackd.api.server import GrpcServer
     from jackd.enqueue import Enqueuer
-    from jackd.scheduler import Scheduler
+    from jackd.scheduler import Scheduler, check_options
     from jackd.service import JackService
     if store is None:
         kind = "gcs" if options["gcs-bucket"] else "memory"
@@ -398,6 +404,7 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
 
     limits = options.limits()
     job_counts = Counter()  # each job's outcome by status code, for stats()
+    check_options(options)
     scheduler = Scheduler(
         _build(SCHEDULE_STORES, options["schedule-store"], options, reactor),
         backend,

@@ -4,26 +4,76 @@ published through the queue backend when due.
 """
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, inlineCallbacks, maybeDeferred
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    inlineCallbacks,
+    maybeDeferred,
+)
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jack.job_pb2 import Queue
-from jackd.errors import ConfigError, JackError, ResourceExhausted, Unavailable
+from jackd.errors import ConfigError, InvalidArgument, JackError, Unavailable
 from jackd.timestamps import now_ns
+
+SECOND = 1_000_000_000
 
 # After a dispatch in which jobs could not be published, wait this long
 # (seconds) before they are tried again, one step further for each such
 # dispatch in a row.
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
 
-# Refusals that may pass: the job is tried again later.  Any other
-# ``JackError`` (INVALID_ARGUMENT: the broker will never take this job) is
-# permanent: the job is logged and dropped.
-RETRYABLE = (Unavailable, ResourceExhausted)
+# The only refusal that is for good: the job itself is wrong for the broker
+# (too large, a bad attribute), and no retry can change that; the job is
+# logged and dropped.  Every other refusal is retried with the backoff,
+# never dropped: UNAVAILABLE and RESOURCE_EXHAUSTED pass by themselves,
+# and FAILED_PRECONDITION, NOT_FOUND or PERMISSION_DENIED (a topic missing,
+# a permission revoked) end once the operator fixes the broker, which must
+# not cost the jobs held meanwhile.
+PERMANENT = (InvalidArgument,)
 
-SECOND = 1_000_000_000
+# A job whose publish failed on its own with an unexpected error (not a
+# refusal: a bug the job triggers) this many times in a row is parked: it
+# stays held and is tried again only every PARK_NS, so that it costs the
+# other jobs nothing.  Stores park the rows they cannot decode the same way.
+STRIKES = 3
+PARK_NS = 3600 * SECOND
+
+# When a dispatch claimed nothing although the store says a job is due
+# (another replica's claim of it is not committed yet), look again after
+# this long rather than at once.
+RECHECK_NS = 50_000_000
+
+# How long stopService waits, all told, for the dispatch in flight and,
+# with a store that is not durable, for the due jobs to be published; then
+# it closes the store and stops regardless.
+STOP_TIMEOUT = 30.0
+
+
+def check_options(options):
+    """
+    Cross-checks between the scheduler's settings and the others.
+
+    @raise ConfigError: C{SCHEDULE_LEASE} does not outlast a publish to
+        Pub/Sub and the removal that follows it: another replica would
+        claim and publish the jobs again while they are still in flight.
+    """
+    if options["queue-backend"] != "pubsub":
+        return
+    lease = options["schedule-lease"]
+    needed = (
+        options["pubsub-publish-timeout"] + options["pubsub-batch-latency"]
+        + options["schedule-db-timeout"]
+    )
+    if lease <= needed:
+        raise ConfigError(
+            f"SCHEDULE_LEASE ({lease:g}s) must be longer than PUBSUB_PUBLISH_TIMEOUT "
+            f"+ PUBSUB_BATCH_LATENCY + SCHEDULE_DB_TIMEOUT ({needed:g}s): a claim "
+            "must outlast a publish and the removal after it, or another replica "
+            "publishes the jobs again"
+        )
 
 
 class Scheduler(Service):
@@ -36,13 +86,28 @@ class Scheduler(Service):
     replicas sharing the store do not claim the same job, and the jobs of a
     replica that dies mid-dispatch are claimed by another when the lease
     runs out), publishes each batch, removes the jobs the backend accepted
-    or refused for good, and releases those refused for now (``RETRYABLE``,
-    or a batch that failed as a whole) to be retried after a backoff.  A
-    failed batch does not stop the dispatch: the batches behind it go on.
+    or refused for good, and releases those refused for now to be retried
+    after a backoff.  A failed batch does not stop the dispatch: the
+    batches behind it go on, and a batch whose publish fails as a whole
+    with an unexpected error is published again job by job, so that one
+    job at fault holds up no other.  Between batches the dispatcher lets
+    the reactor serve other work (Enqueue calls) for a turn.
+
+    Jobs the backend confirmed whose removal from the store failed are
+    kept, and their removal is retried, with the backoff, before anything
+    is claimed again: they are neither counted nor published twice.
 
     A reactor timer wakes the dispatcher at the earliest time a held job is
     due, and at least every C{poll_interval} seconds (when set) to find jobs
-    that other replicas hold or left behind.
+    that other replicas hold or left behind.  Whether a job is due is the
+    store's decision (on the database's clock, for a shared store): a timer
+    that fires early on a clock that runs ahead claims nothing, and the
+    store says when to look again.
+
+    C{stopService} waits for the dispatch in flight and, with a store that
+    is not durable, publishes the jobs already due, all within
+    C{stop_timeout} seconds, then logs what it drops, telling due jobs the
+    backend did not take from jobs not yet due.
 
     @param store: an ``IScheduleStore``.
     @param backend: an ``IQueueBackend``.
@@ -53,13 +118,14 @@ class Scheduler(Service):
         is due sooner, or C{None} for none (one Jack on its own store).
     @param stats_interval: seconds between "jobs held" log events, or
         C{None} for none.
+    @param stop_timeout: the most seconds C{stopService} waits.
     """
 
     _log = Logger()
 
     def __init__(
         self, store, backend, clock, batch_size=100, lease=60.0,
-        poll_interval=None, stats_interval=None,
+        poll_interval=None, stats_interval=None, stop_timeout=STOP_TIMEOUT,
     ):
         self._store = store
         self._backend = backend
@@ -68,15 +134,21 @@ class Scheduler(Service):
         self._lease_ns = int(lease * SECOND)
         self._poll_ns = None if poll_interval is None else int(poll_interval * SECOND)
         self._stats_interval = stats_interval
+        self._stop_timeout = stop_timeout
         self._stats_loop = None
         self._timer = None
         self._timer_at = None
         self._opening = None
+        self._opened_ok = False
         self._dispatching = None
         self._wake_requested = None
+        self._stop_expired = False
+        self._stop_error = None
         self._failures = 0
         self._published = 0
         self._dropped = 0
+        self._unremoved = []  # ids published (or dropped) but still in the store
+        self._strikes = {}  # job_id -> unexpected failures of it alone in a row
 
     @property
     def store(self):
@@ -115,15 +187,16 @@ class Scheduler(Service):
         d = self._store.count()
 
         def with_earliest(held):
-            d = self._store.earliest_run_at()
-            d.addCallback(lambda earliest: self._stats(held, earliest))
+            now = now_ns(self._clock)
+            d = self._store.earliest_run_at(now)
+            d.addCallback(lambda earliest: self._stats(held, now, earliest))
             return d
 
         d.addCallback(with_earliest)
         return d
 
-    def _stats(self, held, earliest):
-        late = 0 if earliest is None else max(0, now_ns(self._clock) - earliest)
+    def _stats(self, held, now, earliest):
+        late = 0 if earliest is None else max(0, now - earliest)
         return {
             "held": held,
             "oldest_due_lateness_s": late / SECOND,
@@ -151,6 +224,7 @@ class Scheduler(Service):
 
     def _opened(self, _):
         self._opening = None
+        self._opened_ok = True
         if self._stats_interval is not None:
             self._stats_loop = LoopingCall(self._log_stats)
             self._stats_loop.clock = self._clock
@@ -159,7 +233,9 @@ class Scheduler(Service):
 
     def _open_failed(self, failure):
         self._opening = None
-        failure.trap(Unavailable)
+        failure.trap(Unavailable, ConfigError)
+        if failure.check(ConfigError):
+            return failure
         raise ConfigError(f"cannot open the {failure.value}")
 
     @inlineCallbacks
@@ -168,19 +244,130 @@ class Scheduler(Service):
         if self._stats_loop is not None and self._stats_loop.running:
             self._stats_loop.stop()
         self._cancel_timer()
+        deadline = self._clock.seconds() + self._stop_timeout
         if self._opening is not None:
-            yield _settled(self._opening)
+            yield self._within(_settled(self._opening), deadline)
+        finished = True
         if self._dispatching is not None:
-            yield self._dispatching
-        if not self._store.durable:
-            held = yield self._store.count()
-            if held:
+            finished = yield self._within(self._dispatching, deadline)
+            if not finished:
                 self._log.warn(
-                    "Dropping {count} scheduled job(s) held in memory: they "
-                    "were not due yet and are not published",
-                    count=held,
+                    "Stopping without the dispatch of scheduled jobs in flight: it "
+                    "did not finish within {timeout}s (the jobs it claimed {fate})",
+                    timeout=self._stop_timeout,
+                    fate=("are published again once their lease ends"
+                          if self._store.durable else "are lost"),
                 )
+        self._stop_error = None
+        if self._opened_ok and finished:
+            settled = yield self._within(self._settle_at_stop(), deadline)
+            if not settled:
+                self._stop_error = f"stopping took over {self._stop_timeout:g}s"
+        elif not finished:
+            self._stop_error = "their dispatch did not finish in time"
+        self._stop_expired = True
+        if self._unremoved:
+            self._log.warn(
+                "Stopping with {count} published scheduled job(s) still in the "
+                "store (removing them failed): they are published again once their "
+                "lease ends (consumers dedupe on job_id)",
+                count=len(self._unremoved),
+            )
+        if self._opened_ok and not self._store.durable:
+            yield self._log_dropped()
         yield self._store.close()
+
+    @inlineCallbacks
+    def _settle_at_stop(self):
+        """
+        The last removals, and, for a store that is not durable, the jobs
+        due now published.
+        """
+        try:
+            yield self._remove_unremoved()
+        except Exception:  # noqa: BLE001 (logged by _remove_unremoved)
+            return
+        if not self._store.durable:
+            self._stop_error = yield self._publish_due_at_stop()
+
+    @inlineCallbacks
+    def _log_dropped(self):
+        """
+        Log what a store that is not durable drops as Jack stops: the due
+        jobs the backend did not take, and the jobs not due yet, apart.
+        """
+        now = now_ns(self._clock)
+        try:
+            held = yield self._store.count()
+            due = yield self._store.count_due(now)
+        except Exception as error:  # noqa: BLE001 (a log line; stopping goes on)
+            self._log.warn("Could not count the scheduled jobs dropped: {error}",
+                           error=_reason(error))
+            return
+        if due:
+            self._log.warn(
+                "Dropping {count} due scheduled job(s) held in memory: the queue "
+                "backend did not take them before Jack stopped ({error})",
+                count=due, error=self._stop_error or "their retry was not due yet",
+            )
+        if held - due:
+            self._log.warn(
+                "Dropping {count} scheduled job(s) held in memory: they were not "
+                "due yet and are not published",
+                count=held - due,
+            )
+
+    @inlineCallbacks
+    def _publish_due_at_stop(self):
+        """
+        Publish the jobs due now, batch by batch, with no retry: a batch
+        the backend does not take ends it.
+
+        @return: Deferred firing with C{None}, or with what kept a job from
+            being published.
+        """
+        try:
+            while not self._stop_expired:
+                jobs = yield self._store.claim(
+                    now_ns(self._clock), self._batch_size, self._lease_ns
+                )
+                if not jobs:
+                    return None
+                outcomes = yield self._publish(jobs)
+                done, retry, park = self._sort(jobs, outcomes)
+                yield self._remove(done)
+                if retry or park:
+                    job, error = (retry or park)[0]
+                    return f"first: {job.job_id}: {_reason(error)}"
+                if len(jobs) < self._batch_size:
+                    return None
+                yield self._turn()
+        except Exception as error:  # noqa: BLE001 (counted as dropped)
+            return _reason(error)
+        return "Jack stopped before they were published"
+
+    def _within(self, d, deadline):
+        """
+        @return: Deferred firing with C{True} once C{d} fired, or with
+            C{False} at C{deadline} if it had not (C{d} goes on; its result
+            is left to its other callbacks).
+        """
+        result = Deferred()
+
+        def fire(value):
+            if not result.called:
+                result.callback(value)
+
+        timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), fire, False)
+
+        def settled(outcome):
+            if timer.active():
+                timer.cancel()
+            fire(True)
+            return outcome
+
+        d.addBoth(settled)
+        return result
 
     @inlineCallbacks
     def _log_stats(self):
@@ -235,82 +422,167 @@ class Scheduler(Service):
     @inlineCallbacks
     def _dispatch_due(self):
         """
-        Claim, publish and settle due jobs batch by batch until none is
-        claimable.
+        Finish the removals left over, then claim, publish and settle due
+        jobs batch by batch until none is claimable.
 
         @return: Deferred firing with when to look again (ns): when the
             next held job is due or the next poll, whichever is sooner, or
             after a backoff when the store failed; C{None} for never.
         """
-        retry_delay = None
         try:
-            while self.running:
-                now = now_ns(self._clock)
-                jobs = yield self._store.claim(now, self._batch_size, now + self._lease_ns)
-                if not jobs:
-                    break
-                outcomes = yield self._publish(jobs)
-                done, retry = self._sort(jobs, outcomes)
-                if done:
-                    yield self._store.remove(done)
-                if retry:
-                    if retry_delay is None:
-                        retry_delay = self._next_delay()
-                    yield self._store.release(
-                        [job.job_id for job, _ in retry], now_ns(self._clock) + retry_delay * SECOND
-                    )
-                    self._log_retry(retry, retry_delay)
-                if len(jobs) < self._batch_size:
-                    break
+            yield self._remove_unremoved()
+            claimed, retry_delay = yield self._claim_and_publish()
             if retry_delay is None:
                 self._failures = 0
-            next_due = yield self._store.next_due()
+            now = now_ns(self._clock)
+            next_due = yield self._store.next_due(now)
+            if next_due is not None and next_due <= now and not claimed and self.running:
+                next_due = now + RECHECK_NS
             if self._poll_ns is None:
                 return next_due
-            poll = now_ns(self._clock) + self._poll_ns
+            poll = now + self._poll_ns
             return poll if next_due is None else min(next_due, poll)
-        except Exception:  # noqa: BLE001 (logged; the dispatcher must go on)
+        except Exception as error:  # noqa: BLE001 (logged; the dispatcher must go on)
+            if not self.running:
+                return None  # stopService says what became of it
             delay = self._next_delay()
-            self._log.failure(
-                "Dispatching scheduled jobs failed; trying again in {delay}s "
-                "(claimed jobs are claimed again when their lease ends)",
-                delay=delay,
-            )
+            if isinstance(error, Unavailable):
+                self._log.warn(
+                    "Dispatching scheduled jobs failed ({error}); trying again in "
+                    "{delay}s (claimed jobs are claimed again when their lease ends)",
+                    error=str(error), delay=delay,
+                )
+            else:
+                self._log.failure(
+                    "Dispatching scheduled jobs failed; trying again in {delay}s "
+                    "(claimed jobs are claimed again when their lease ends)",
+                    delay=delay,
+                )
             return now_ns(self._clock) + delay * SECOND
 
+    @inlineCallbacks
+    def _claim_and_publish(self):
+        """
+        @return: Deferred firing with C{(claimed, retry_delay)}: whether any
+            job was claimed, and the backoff (seconds) the jobs refused for
+            now were released for, or C{None}.
+        """
+        retry_delay = None
+        claimed = False
+        while self.running:
+            now = now_ns(self._clock)
+            jobs = yield self._store.claim(now, self._batch_size, self._lease_ns)
+            if not jobs:
+                break
+            claimed = True
+            outcomes = yield self._publish(jobs)
+            done, retry, park = self._sort(jobs, outcomes)
+            yield self._remove(done)
+            if retry:
+                if retry_delay is None:
+                    retry_delay = self._next_delay()
+                yield self._store.release(
+                    [job.job_id for job, _ in retry], now_ns(self._clock),
+                    retry_delay * SECOND,
+                )
+                self._log_retry(retry, retry_delay)
+            if park:
+                yield self._store.release(
+                    [job.job_id for job, _ in park], now_ns(self._clock), PARK_NS
+                )
+            if len(jobs) < self._batch_size:
+                break
+            yield self._turn()
+        return claimed, retry_delay
+
+    def _turn(self):
+        """A Deferred firing on the reactor's next turn."""
+        return deferLater(self._clock, 0, lambda: None)
+
+    @inlineCallbacks
+    def _remove(self, job_ids):
+        """
+        Remove C{job_ids} (published, or dropped) from the store; when that
+        fails, they are kept for L{_remove_unremoved}.
+        """
+        if job_ids:
+            self._unremoved.extend(job_ids)
+            yield self._remove_unremoved()
+
+    @inlineCallbacks
+    def _remove_unremoved(self):
+        if not self._unremoved:
+            return
+        job_ids = list(self._unremoved)
+        try:
+            yield self._store.remove(job_ids)
+        except Exception as error:
+            self._log.warn(
+                "Could not remove {count} published scheduled job(s) from the "
+                "store ({error}); removing them is retried before any other job "
+                "is claimed",
+                count=len(job_ids), error=_reason(error),
+            )
+            raise
+        del self._unremoved[:len(job_ids)]
+
+    @inlineCallbacks
     def _publish(self, jobs):
         """
-        The backend's outcome for each job; a publish that failed as a
-        whole is the same retryable error for each.
+        The backend's outcome for each job.  A publish that fails as a
+        whole with a refusal (the backend is down) is that error for each
+        job; one that fails with an unexpected error is tried again job by
+        job, so that the outcome of each is its own.
         """
-        d = maybeDeferred(self._backend.publish, jobs)
-
-        def failed(failure):
+        try:
+            outcomes = yield maybeDeferred(self._backend.publish, jobs)
+        except Exception:  # noqa: BLE001 (each job's outcome)
+            failure = Failure()
+        else:
+            return outcomes
+        if failure.check(JackError) or len(jobs) == 1:
             self._log.failure(
                 "Publishing {count} due scheduled job(s) failed as a whole",
                 failure, count=len(jobs),
             )
             return [failure] * len(jobs)
-
-        d.addErrback(failed)
-        return d
+        self._log.failure(
+            "Publishing {count} due scheduled job(s) failed as a whole with an "
+            "unexpected error; publishing them one by one to isolate the job at fault",
+            failure, count=len(jobs),
+        )
+        results = yield DeferredList(
+            [maybeDeferred(self._backend.publish, [job]) for job in jobs],
+            consumeErrors=True,
+        )
+        return [outcome[0] if ok else outcome for ok, outcome in results]
 
     def _sort(self, jobs, outcomes):
         """
         @return: the ids of the jobs done with (published, or refused for
-            good and dropped), and C{(job, error)} for those to retry.
+            good and dropped), C{(job, error)} for those to retry with the
+            backoff, and C{(job, error)} for those to park.
         """
-        done, retry = [], []
+        done, retry, park = [], [], []
         for job, error in zip(jobs, outcomes):
             if error is None:
                 self._published += 1
+                self._strikes.pop(job.job_id, None)
                 done.append(job.job_id)
-            elif isinstance(error, JackError) and not isinstance(error, RETRYABLE):
+            elif isinstance(error, PERMANENT):
+                self._strikes.pop(job.job_id, None)
                 self._drop(job, error)
                 done.append(job.job_id)
+            elif isinstance(error, Failure) and not error.check(JackError):
+                strikes = self._strikes[job.job_id] = self._strikes.get(job.job_id, 0) + 1
+                if strikes >= STRIKES:
+                    self._park(job, error, strikes)
+                    park.append((job, error))
+                else:
+                    retry.append((job, error))
             else:
                 retry.append((job, error))
-        return done, retry
+        return done, retry, park
 
     def _drop(self, job, error):
         self._dropped += 1
@@ -318,13 +590,21 @@ class Scheduler(Service):
             "Dropping scheduled job {job_id} (producer {producer_id}, job type "
             "{job_type}, queue {queue}, run_at {run_at}): the queue backend "
             "refused it for good ({code}: {error}); it will not be delivered",
-            job_id=job.job_id,
-            producer_id=job.producer_id,
-            job_type=job.job_type,
-            queue=Queue.Name(job.queue),
-            run_at=job.run_at.ToJsonString(),
             code=error.code,
             error=str(error),
+            **_fields(job),
+        )
+
+    def _park(self, job, failure, strikes):
+        self._log.error(
+            "Parking scheduled job {job_id} (producer {producer_id}, job type "
+            "{job_type}, queue {queue}, run_at {run_at}): publishing it failed "
+            "{strikes} times in a row with an unexpected error ({error}); it "
+            "stays held and is tried again every {hours}h",
+            strikes=strikes,
+            error=_reason(failure),
+            hours=PARK_NS // (3600 * SECOND),
+            **_fields(job),
         )
 
     def _next_delay(self):
@@ -334,16 +614,32 @@ class Scheduler(Service):
 
     def _log_retry(self, retry, delay):
         job, error = retry[0]
-        if isinstance(error, Failure):
-            error = error.value
         self._log.warn(
             "Could not publish {count} due scheduled job(s) (first: {job_id}: "
             "{error}); they stay held and are retried in {delay}s",
             count=len(retry),
             job_id=job.job_id,
-            error=str(error),
+            error=_reason(error),
             delay=delay,
         )
+
+
+def _fields(job):
+    """The fields of C{job} a log event names it by."""
+    return {
+        "job_id": job.job_id,
+        "producer_id": job.producer_id,
+        "job_type": job.job_type,
+        "queue": Queue.Name(job.queue),
+        "run_at": job.run_at.ToJsonString(),
+    }
+
+
+def _reason(error):
+    """An error (or a Failure) as one line for a log event."""
+    if isinstance(error, Failure):
+        error = error.value
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _settled(d):

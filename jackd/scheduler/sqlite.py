@@ -8,23 +8,34 @@ The file is in WAL mode with ``synchronous=FULL``: a transaction is on disk
 when its commit returns, so ``add`` fires only with the jobs durable (they
 survive a kill -9 or a power cut).
 
-A file belongs to one Jack at a time: when the store opens, claims that a
-previous process left behind (it died mid-dispatch) end at once, so their
-jobs are published again without waiting out the lease.
+A file belongs to one Jack at a time, and the store makes sure of it: it
+holds an exclusive lock (``flock``) on ``<file>.lock`` while open, so a
+second Jack on the same file does not start.  Since no other process can be
+using the file, claims that a previous process left behind (it died
+mid-dispatch) end when the store opens, so their jobs are published again
+without waiting out the lease.
+
+The store's clock is the dispatcher's (the C{now} it passes): one Jack, one
+clock.
 """
 
+import errno
+import fcntl
 import os
 import sqlite3
 import uuid
 
+from google.protobuf.message import DecodeError
 from twisted.internet.defer import fail, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from jack.job_pb2 import Job
 from jackd.errors import ConfigError, Unavailable
 from jackd.interfaces import IScheduleStore
+from jackd.scheduler import PARK_NS
 
 TABLE = "jack_scheduled_jobs"
 
@@ -42,8 +53,11 @@ SCHEMA = (
 # SQLite allows 32766 bound parameters per statement; stay well under.
 CHUNK = 500
 
-# How long a statement waits for another connection's lock (ms).
-BUSY_TIMEOUT_MS = 5000
+# How long a statement waits for another connection's lock (seconds),
+# unless the store is given its own timeout (SCHEDULE_DB_TIMEOUT).
+BUSY_TIMEOUT = 10.0
+
+_log = Logger()
 
 
 def check_path(path: str) -> None:
@@ -70,17 +84,25 @@ class SQLiteScheduleStore:
     """
     @param path: the database file (created when missing).
     @param reactor: the reactor the Deferreds fire on.
+    @param timeout: seconds a statement waits for another connection's
+        lock on the file (SQLite's busy timeout).
+    @param connect: opens the connection, as C{sqlite3.connect} does (for
+        tests that watch the statements the store runs).
     """
 
     durable = True
 
-    def __init__(self, path, reactor):
+    def __init__(self, path, reactor, timeout=BUSY_TIMEOUT, connect=sqlite3.connect):
         self._path = path
         self._reactor = reactor
+        self._timeout = timeout
+        self._sqlite_connect = connect
         self.description = f"sqlite {os.path.abspath(path)}"
+        self.lock_path = os.path.abspath(path) + ".lock"
         self._owner = uuid.uuid4().hex
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="jack-schedule-sqlite")
         self._connection = None  # used only on the pool's thread
+        self._lock_fd = None
         self._closed = False
 
     @classmethod
@@ -91,7 +113,7 @@ class SQLiteScheduleStore:
         @raise ConfigError: it cannot be an SQLite file.
         """
         check_path(options["schedule-db"])
-        return cls(options["schedule-db"], reactor)
+        return cls(options["schedule-db"], reactor, timeout=options["schedule-db-timeout"])
 
     def _run(self, work, *args):
         """
@@ -128,11 +150,11 @@ class SQLiteScheduleStore:
 
     def _connect(self):
         if self._connection is None:
-            connection = sqlite3.connect(
+            connection = self._sqlite_connect(
                 self._path, isolation_level=None, check_same_thread=False
             )
             try:
-                connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                connection.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = FULL")
             except BaseException:
@@ -150,11 +172,63 @@ class SQLiteScheduleStore:
                 pass
 
     def open(self):
+        """
+        Take the file's lock, then create the schema when missing and end
+        the claims an earlier process left.
+
+        @return: Deferred failing with ``ConfigError`` when another Jack
+            holds the file, with ``Unavailable`` when it cannot be used.
+        """
+        try:
+            self._lock()
+        except (ConfigError, Unavailable) as error:
+            return fail(error)
         return self._run(_open, self._owner)
+
+    def _lock(self):
+        """
+        Hold an exclusive lock on C{<file>.lock} until L{close}, and write
+        this process's id in it (for the message a second Jack gives).
+
+        @raise ConfigError: another process holds it.
+        @raise Unavailable: the lock file cannot be opened.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise Unavailable(
+                f"schedule store {self.description}: cannot open its lock file "
+                f"{self.lock_path}: {error.strerror}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            os.close(fd)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise Unavailable(
+                    f"schedule store {self.description}: cannot lock "
+                    f"{self.lock_path}: {error.strerror}"
+                ) from None
+            by = f"process {holder}" if holder.isdigit() else "another process"
+            raise ConfigError(
+                f"cannot open the schedule store {self.description}: another Jack "
+                f"({by}) is using it ({self.lock_path} is locked); one Jack per "
+                "SQLite file"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        self._lock_fd = fd
+
+    def _unlock(self):
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # releases the flock
 
     def close(self):
         already, self._closed = self._closed, True
         if already or not self._pool.started:
+            self._unlock()
             return succeed(None)
         d = deferToThreadPool(self._reactor, self._pool, self._disconnect)
 
@@ -162,6 +236,7 @@ class SQLiteScheduleStore:
             # Every call queued before this one is done and the thread is
             # idle: joining it does not wait.
             self._pool.stop()
+            self._unlock()
 
         d.addBoth(stop)
         return d
@@ -174,22 +249,38 @@ class SQLiteScheduleStore:
         ]
         return self._run(_add, rows)
 
-    def claim(self, now, limit, until):
-        return self._run(_claim, now, limit, until, self._owner)
+    def claim(self, now, limit, lease):
+        d = self._run(_claim, now, limit, now + lease, self._owner)
+        d.addCallback(self._decoded)
+        return d
 
-    def release(self, job_ids, at):
-        return self._run(_release, list(job_ids), at, self._owner)
+    def _decoded(self, claimed):
+        jobs, unreadable = claimed
+        for job_id, error in unreadable:
+            _log.error(
+                "Scheduled job {job_id} in the schedule store {store} cannot be "
+                "decoded ({error}); it stays held and is tried again in {hours}h",
+                job_id=job_id, store=self.description, error=error,
+                hours=PARK_NS // 3_600_000_000_000,
+            )
+        return jobs
+
+    def release(self, job_ids, now, delay):
+        return self._run(_release, list(job_ids), now + delay, self._owner)
 
     def remove(self, job_ids):
         return self._run(_remove, list(job_ids))
 
-    def next_due(self):
+    def next_due(self, now):
         return self._run(_scalar, f"SELECT min(due_at) FROM {TABLE}")
 
     def count(self):
         return self._run(_scalar, f"SELECT count(*) FROM {TABLE}")
 
-    def earliest_run_at(self):
+    def count_due(self, now):
+        return self._run(_scalar, f"SELECT count(*) FROM {TABLE} WHERE run_at <= ?", now)
+
+    def earliest_run_at(self, now):
         return self._run(_scalar, f"SELECT min(run_at) FROM {TABLE}")
 
 
@@ -215,16 +306,29 @@ def _add(connection, rows):
 
 
 def _claim(connection, now, limit, until, owner):
+    """
+    @return: the jobs claimed, and C{(job_id, error)} for each row that
+        does not decode (set aside for L{PARK_NS}, unclaimed).
+    """
     rows = connection.execute(
         f"SELECT job_id, job FROM {TABLE} WHERE due_at <= ? "
         "ORDER BY due_at, job_id LIMIT ?",
         (now, limit),
     ).fetchall()
+    jobs, claimed, unreadable = [], [], []
+    for job_id, blob in rows:
+        try:
+            jobs.append(Job.FromString(blob))
+        except (DecodeError, TypeError) as error:
+            unreadable.append((job_id, str(error) or type(error).__name__))
+        else:
+            claimed.append(job_id)
     connection.executemany(
         f"UPDATE {TABLE} SET due_at = ?, owner = ? WHERE job_id = ?",
-        [(until, owner, job_id) for job_id, _ in rows],
+        [(until, owner, job_id) for job_id in claimed]
+        + [(now + PARK_NS, None, job_id) for job_id, _ in unreadable],
     )
-    return [Job.FromString(blob) for _, blob in rows]
+    return jobs, unreadable
 
 
 def _release(connection, job_ids, at, owner):
@@ -246,5 +350,5 @@ def _remove(connection, job_ids):
         )
 
 
-def _scalar(connection, query):
-    return connection.execute(query).fetchone()[0]
+def _scalar(connection, query, *args):
+    return connection.execute(query, args).fetchone()[0]

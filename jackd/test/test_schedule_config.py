@@ -24,6 +24,7 @@ SCHEDULE_DEFAULTS = {
     "max-schedule-ahead": 30 * 86400.0,
     "schedule-batch-size": 100,
     "schedule-lease": 60.0,
+    "schedule-db-timeout": 10.0,
     "schedule-poll-interval": 1.0,
     "schedule-stats-interval": 60.0,
 }
@@ -44,6 +45,7 @@ class ScheduleOptionsTests(SynchronousTestCase):
             "max-schedule-ahead": 7 * 86400.0,
             "schedule-batch-size": 100,
             "schedule-lease": 120.0,
+            "schedule-db-timeout": 2.5,
             "schedule-poll-interval": 0.25,
             "schedule-stats-interval": 300.0,
         }
@@ -53,6 +55,7 @@ class ScheduleOptionsTests(SynchronousTestCase):
             "MAX_SCHEDULE_AHEAD": "7d",
             "SCHEDULE_BATCH_SIZE": "100",
             "SCHEDULE_LEASE": "2m",
+            "SCHEDULE_DB_TIMEOUT": "2500ms",
             "SCHEDULE_POLL_INTERVAL": "250ms",
             "SCHEDULE_STATS_INTERVAL": "5m",
         }
@@ -74,6 +77,7 @@ class ScheduleOptionsTests(SynchronousTestCase):
             ({"MAX_SCHEDULE_AHEAD": "soon"}, "MAX_SCHEDULE_AHEAD: 'soon' is not a duration"),
             ({"SCHEDULE_BATCH_SIZE": "0"}, "SCHEDULE_BATCH_SIZE: '0' must be at least 1"),
             ({"SCHEDULE_LEASE": "0s"}, "SCHEDULE_LEASE: '0s' must be longer than 0s"),
+            ({"SCHEDULE_DB_TIMEOUT": "0s"}, "SCHEDULE_DB_TIMEOUT: '0s' must be longer than 0s"),
             ({"SCHEDULE_POLL_INTERVAL": "x"}, "SCHEDULE_POLL_INTERVAL: 'x' is not a duration"),
         ]
         for environ, message in cases:
@@ -125,6 +129,42 @@ class BuildScheduleStoreTests(SynchronousTestCase):
         ).store
         self.assertIsInstance(store, PostgresScheduleStore)
         self.assertEqual(store.description, "postgres jack@db:5433/jobs")
+
+    def test_timeouts(self):
+        """SCHEDULE_DB_TIMEOUT reaches the SQLite and PostgreSQL stores."""
+        path = os.path.join(os.path.abspath(self.mktemp()) + ".db")
+        store = self.scheduler(
+            {"SCHEDULE_STORE": "sqlite", "SCHEDULE_DB": path, "SCHEDULE_DB_TIMEOUT": "3s"}
+        ).store
+        self.assertEqual(store._timeout, 3.0)
+        store = self.scheduler(
+            {"SCHEDULE_STORE": "postgres", "SCHEDULE_DB": "postgresql://jack@db/jobs",
+             "SCHEDULE_DB_TIMEOUT": "4s"}
+        ).store
+        self.assertEqual(store._timeout, 4.0)
+        self.assertIn("statement_timeout=4000", store._pool._conninfo)
+
+    def test_leaseOutlastsPublish(self):
+        """
+        With Pub/Sub, a SCHEDULE_LEASE not longer than PUBSUB_PUBLISH_TIMEOUT
+        + PUBSUB_BATCH_LATENCY + SCHEDULE_DB_TIMEOUT is a one-line
+        ConfigError: another replica would publish jobs still in flight.
+        """
+        pubsub = {"QUEUE_BACKEND": "pubsub", "PUBSUB_PROJECT": "p",
+                  "PUBSUB_PUBLISH_TIMEOUT": "10s", "PUBSUB_BATCH_LATENCY": "1s",
+                  "SCHEDULE_DB_TIMEOUT": "5s"}
+        error = self.assertRaises(ConfigError, self.build, dict(pubsub, SCHEDULE_LEASE="16s"))
+        self.assertEqual(
+            str(error),
+            "SCHEDULE_LEASE (16s) must be longer than PUBSUB_PUBLISH_TIMEOUT + "
+            "PUBSUB_BATCH_LATENCY + SCHEDULE_DB_TIMEOUT (16s): a claim must outlast "
+            "a publish and the removal after it, or another replica publishes the "
+            "jobs again",
+        )
+        self.assertEqual(self.scheduler(dict(pubsub, SCHEDULE_LEASE="17s"))._lease_ns,
+                         17 * 10**9)
+        self.assertEqual(self.scheduler(pubsub)._lease_ns, 60 * 10**9)
+        self.assertEqual(self.scheduler({"SCHEDULE_LEASE": "1s"})._lease_ns, 10**9)
 
     def test_errors(self):
         """A missing or unusable SCHEDULE_DB is a one-line ConfigError."""

@@ -11,6 +11,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial import unittest
 
 from jackd.errors import ConfigError, Unavailable
+from jackd.scheduler import Scheduler
 from jackd.scheduler.sqlite import TABLE, SQLiteScheduleStore, check_path
 from jackd.test.schedule_store_mixin import (
     LEASE,
@@ -42,6 +43,16 @@ class SQLiteScheduleStoreTests(
         with sqlite3.connect(self.path) as connection:
             return [row[0] for row in connection.execute(f"SELECT job_id FROM {TABLE}")]
 
+    def insert_raw(self, job_id, run_at, blob):
+        connection = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            connection.execute(
+                f"INSERT INTO {TABLE} (job_id, run_at, due_at, job) VALUES (?, ?, ?, ?)",
+                (job_id, run_at, run_at, blob),
+            )
+        finally:
+            connection.close()
+
     def make_unreachable_store(self):
         return SQLiteScheduleStore(os.path.join(self.mktemp(), "missing", "x.db"), reactor)
 
@@ -60,9 +71,9 @@ class SQLiteScheduleStoreTests(
         belongs to one Jack, so no claim in it is a live one.)
         """
         yield self.store.add([make_job("a", NOW - SECOND), make_job("b", NOW + SECOND)])
-        self.assertEqual((yield self.claim_ids(NOW, until=NOW + LEASE)), ["a"])
+        self.assertEqual((yield self.claim_ids(NOW, lease=LEASE)), ["a"])
         store = yield self.reopened()
-        self.assertEqual((yield store.next_due()), NOW - SECOND)
+        self.assertEqual((yield store.next_due(NOW)), NOW - SECOND)
         self.assertEqual((yield self.claim_ids(NOW, store=store)), ["a"])
 
     @inlineCallbacks
@@ -73,23 +84,86 @@ class SQLiteScheduleStoreTests(
         """
         yield self.store.add([make_job("a", NOW - SECOND)])
         yield self.claim_ids(NOW)
-        yield self.store.release(["a"], NOW + 5 * SECOND)
+        yield self.store.release(["a"], NOW, 5 * SECOND)
         store = yield self.reopened()
-        self.assertEqual((yield store.next_due()), NOW + 5 * SECOND)
+        self.assertEqual((yield store.next_due(NOW)), NOW + 5 * SECOND)
 
     @inlineCallbacks
     def test_walAndFullSync(self):
         """
-        The file is in WAL mode and the connection syncs every commit to
-        disk (synchronous=FULL), so jobs are durable when C{add} fires.
+        The store's connection puts the file in WAL mode and asks SQLite to
+        sync every commit to disk (synchronous=FULL), before any job is
+        written, so jobs are durable when C{add} fires.  (The statements
+        are watched as they run: reading the settings back would not tell,
+        since FULL is also SQLite's usual default and a file stays in WAL
+        mode once put in it.)
         """
-        settings = yield self.store._run(
+        statements = []
+
+        def connect(*args, **kwargs):
+            connection = sqlite3.connect(*args, **kwargs)
+            connection.set_trace_callback(statements.append)
+            return connection
+
+        path = os.path.join(os.path.dirname(self.path), "traced.db")
+        store = SQLiteScheduleStore(path, reactor, timeout=2.5, connect=connect)
+        self.addCleanup(store.close)
+        yield store.open()
+        yield store.add([make_job("a", NOW)])
+        pragmas = [s for s in statements if s.startswith("PRAGMA")]
+        self.assertEqual(
+            pragmas,
+            ["PRAGMA busy_timeout = 2500", "PRAGMA journal_mode = WAL",
+             "PRAGMA synchronous = FULL"],
+        )
+        self.assertLess(statements.index(pragmas[-1]),
+                        next(n for n, s in enumerate(statements) if s.startswith("INSERT")))
+        settings = yield store._run(
             lambda connection: [
                 connection.execute(f"PRAGMA {name}").fetchone()[0]
                 for name in ("journal_mode", "synchronous")
             ]
         )
         self.assertEqual(settings, ["wal", 2])
+
+    @inlineCallbacks
+    def test_secondStoreOnFileRefused(self):
+        """
+        A second store on a file that an open store holds (a second Jack)
+        fails C{open} with a one-line ``ConfigError`` naming the file, and
+        leaves the first one's claims alone; once the first is closed, the
+        file opens again.
+        """
+        yield self.store.add([make_job("a", NOW - SECOND)])
+        self.assertEqual((yield self.claim_ids(NOW)), ["a"])
+        second = SQLiteScheduleStore(self.path, reactor)
+        self.addCleanup(second.close)
+        error = yield self.assertFailure(second.open(), ConfigError)
+        self.assertEqual(
+            str(error),
+            f"cannot open the schedule store sqlite {os.path.abspath(self.path)}: "
+            f"another Jack (process {os.getpid()}) is using it "
+            f"({os.path.abspath(self.path)}.lock is locked); one Jack per SQLite file",
+        )
+        self.assertEqual((yield self.claim_ids(NOW)), [])
+        yield second.close()
+        yield self.store.close()
+        third = SQLiteScheduleStore(self.path, reactor)
+        self.addCleanup(third.close)
+        yield third.open()
+        self.assertEqual((yield self.claim_ids(NOW, store=third)), ["a"])
+
+    @inlineCallbacks
+    def test_secondJackDoesNotStart(self):
+        """
+        A scheduler whose SQLite file another Jack holds does not start:
+        its start fails with that one-line ``ConfigError``, as it is.
+        """
+        scheduler = Scheduler(SQLiteScheduleStore(self.path, reactor), None, reactor)
+        self.addCleanup(lambda: scheduler.running and scheduler.stopService())
+        error = yield self.assertFailure(scheduler.startService(), ConfigError)
+        self.assertTrue(str(error).startswith("cannot open the schedule store sqlite "))
+        self.assertIn("another Jack", str(error))
 
     @inlineCallbacks
     def test_notAnSQLiteFile(self):
@@ -114,6 +188,15 @@ class SQLiteScheduleStoreTests(
         yield self.store.close()
         yield self.assertFailure(self.store.count(), Unavailable)
         yield self.store.close()
+
+    def test_timeoutFromOptions(self):
+        """
+        SCHEDULE_DB_TIMEOUT is how long a write waits for the file's lock.
+        """
+        store = SQLiteScheduleStore.from_options(
+            {"schedule-db": self.path, "schedule-db-timeout": 3.0}, reactor
+        )
+        self.assertEqual(store._timeout, 3.0)
 
 
 class CheckPathTests(unittest.SynchronousTestCase):

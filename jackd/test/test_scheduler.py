@@ -116,7 +116,7 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.advance_to(10_000)
         self.assertEqual(self.published_ids(), ["a"])
         self.assertEqual(self.held(), 0)
-        self.assertIsNone(self.successResultOf(self.store.next_due()))
+        self.assertIsNone(self.successResultOf(self.store.next_due(ns_at(10_000))))
 
     def test_severalTimesInOrder(self):
         """
@@ -202,7 +202,7 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.advance_to(1_000)
         self.assertEqual(self.published_ids(), ["a", "c"])
         self.assertEqual(self.held(), 1)
-        self.assertEqual(self.successResultOf(self.store.next_due()), ns_at(2_000))
+        self.assertEqual(self.successResultOf(self.store.next_due(ns_at(1_000))), ns_at(2_000))
         attempts = []
         for ms in [1_999, 2_000, 3_999, 4_000, 7_999, 8_000]:
             self.advance_to(ms)
@@ -402,16 +402,24 @@ class SchedulerTests(unittest.SynchronousTestCase):
         )
         self.assertEqual(self.successResultOf(self.scheduler.stats())["dropped"], 1)
 
-    def test_otherRefusalsPermanent(self):
+    def test_otherRefusalsRetried(self):
         """
-        Every refusal but UNAVAILABLE and RESOURCE_EXHAUSTED is permanent,
-        as it is for a client: FAILED_PRECONDITION drops the job too.
+        Only INVALID_ARGUMENT (the job itself is wrong for the broker) is
+        permanent.  A refusal the broker can outgrow once an operator
+        fixes it (FAILED_PRECONDITION, NOT_FOUND: a topic missing) keeps
+        the job held and retried with the backoff, never dropped.
         """
-        self.backend.refuse = lambda job: FailedPrecondition("no")
+        refusing = [FailedPrecondition("topic missing")]
+        self.backend.refuse = lambda job: refusing[0]
         self.start()
         self.schedule(make_job("a", 1_000))
-        self.advance_to(10_000)
-        self.assertEqual((self.backend.calls, self.held()), ([1], 0))
+        for ms in range(1_000, 10_001, 500):
+            self.advance_to(ms)
+        self.assertEqual((len(self.backend.calls), self.held()), (4, 1))  # 1, 2, 4, 8 s
+        refusing[0] = None
+        self.advance_to(16_000)
+        self.assertEqual((self.published_ids(), self.held()), (["a"], 0))
+        self.assertEqual(self.successResultOf(self.scheduler.stats())["dropped"], 0)
 
     def test_resourceExhaustedRetried(self):
         """
@@ -455,11 +463,12 @@ class SchedulerTests(unittest.SynchronousTestCase):
 
     def test_wholeBatchFailureRetried(self):
         """
-        A publish that fails as a whole (even with an error that would be
-        permanent for one job) drops nothing: every job of the batch is
-        retried after the backoff, and the failure is logged.
+        A publish that fails as a whole with a refusal (the backend is
+        down; even an error that would be permanent for one job) drops
+        nothing: every job of the batch is retried together after the
+        backoff, and the failure is logged.
         """
-        for error in (RuntimeError("connection reset"), InvalidArgument("jobs", "?")):
+        for error in (Unavailable("connection reset"), InvalidArgument("jobs", "?")):
             self.backend = RecordingBackend()
             self.backend.fail_with = error
             self.store = MemoryScheduleStore()
@@ -477,14 +486,16 @@ class SchedulerTests(unittest.SynchronousTestCase):
 
     def test_storeFailureBacksOff(self):
         """
-        When the store fails (its database is down), the dispatcher logs it
-        and tries again after 1 s, 2 s, 4 s: it neither spins nor gives up,
-        even with polling on, and publishes once the store is back.
+        When the store fails (its database is down), the dispatcher logs a
+        one-line warning and tries again after 1 s, 2 s, 4 s: it neither
+        spins nor gives up, even with polling on, and publishes once the
+        store is back.
         """
         store = self.store = FlakyStore()
         self.start(poll_interval=0.5)
         self.schedule(make_job("a", 1_000))
         store.broken = True
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         self.advance_to(1_000)
         attempts = []
         for ms in [1_999, 2_000, 3_999, 4_000, 7_999, 8_000]:
@@ -493,7 +504,11 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.assertEqual(
             attempts, [(1_999, 1), (2_000, 2), (3_999, 2), (4_000, 3), (7_999, 3), (8_000, 4)]
         )
-        self.assertEqual(len(self.flushLoggedErrors(Unavailable)), 4)
+        warnings = [e for e in observer if e.get("log_source") is self.scheduler]
+        self.assertEqual([(e["log_level"], e["delay"]) for e in warnings],
+                         [(LogLevel.warn, 1), (LogLevel.warn, 2), (LogLevel.warn, 4),
+                          (LogLevel.warn, 8)])
+        self.assertIn("database is down", warnings[0]["error"])
         store.broken = False
         self.advance_to(16_000)
         self.assertEqual(self.published_ids(), ["a"])
@@ -622,6 +637,235 @@ class SchedulerTests(unittest.SynchronousTestCase):
         self.successResultOf(self.scheduler.stopService())
         self.assertTrue(store.closed)
 
+    def dropped_events(self, observer):
+        """The "Dropping ..." warnings of the scheduler: (count, text)."""
+        return [(e["count"], e["log_format"]) for e in observer
+                if e.get("log_source") is self.scheduler and "Dropping" in e["log_format"]]
+
+    def test_stopPublishesDueJobs(self):
+        """
+        C{stopService} with a store that is not durable publishes every job
+        already due, the batches behind the one in flight too, before it
+        stops; it drops nothing and says so.
+        """
+        self.start(batch_size=100)
+        self.schedule(*[make_job(f"j{n:04d}", 1_000) for n in range(1000)])
+        gate = self.backend.gate = Deferred()
+        self.advance_to(1_500)
+        self.assertEqual(self.backend.calls, [100])
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stopped = self.scheduler.stopService()
+        self.backend.gate = None
+        gate.callback(None)
+        self.clock.advance(0)  # the reactor turns between batches
+        self.successResultOf(stopped)
+        self.assertEqual(len(self.published_ids()), 1000)
+        self.assertEqual((self.held(), self.dropped_events(observer)), (0, []))
+
+    def test_stopTellsDueFromNotDue(self):
+        """
+        What a store that is not durable drops at stop is logged in two
+        counts: due jobs the backend did not take (with its reason), and
+        jobs not due yet; a job due while a dispatch was in flight is
+        tried at stop, not counted as "not due".
+        """
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("x", 1_200), make_job("later", 5_000))
+        gate = self.backend.gate = Deferred()
+        self.advance_to(1_000)
+        self.advance_to(1_500)  # x is due; the dispatcher is busy with a
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stopped = self.scheduler.stopService()
+        self.backend.gate = None
+        self.backend.refuse = lambda job: Unavailable("broker down") if job.job_id == "x" else None
+        gate.callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.published_ids(), ["a"])
+        [(due, due_text), (not_due, not_due_text)] = self.dropped_events(observer)
+        self.assertEqual((due, not_due), (1, 1))
+        self.assertIn("due scheduled job(s)", due_text)
+        self.assertIn("not due yet", not_due_text)
+        [event] = [e for e in observer if "Dropping" in e.get("log_format", "")
+                   and "error" in e]
+        self.assertEqual(event["error"], "first: x: broker down")
+
+    def test_stopCountsJobsInBackoffAsDue(self):
+        """
+        Due jobs waiting for their retry when Jack stops are counted as
+        due, not as "not due yet".
+        """
+        self.backend.refuse = lambda job: Unavailable("down")
+        self.start()
+        self.schedule(make_job("a", 1_000), make_job("later", 5_000))
+        self.advance_to(1_000)
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.successResultOf(self.scheduler.stopService())
+        self.assertEqual([count for count, _ in self.dropped_events(observer)], [1, 1])
+
+    def test_stopBounded(self):
+        """
+        A publish that never ends does not hold up C{stopService} past its
+        C{stop_timeout}: it then says so, closes the store and fires.
+        """
+        store = self.store = FlakyStore()
+        self.start(stop_timeout=30.0)
+        self.schedule(make_job("a", 1_000), make_job("later", 90_000))
+        self.backend.gate = Deferred()  # never fires
+        self.advance_to(1_000)
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stopped = self.scheduler.stopService()
+        self.clock.advance(29.9)
+        self.assertNoResult(stopped)
+        self.assertFalse(store.closed)
+        self.clock.advance(0.2)
+        self.successResultOf(stopped)
+        self.assertTrue(store.closed)
+        texts = [e["log_format"] for e in observer if e.get("log_source") is self.scheduler]
+        self.assertIn("did not finish within", texts[0])
+        self.assertEqual([count for count, _ in self.dropped_events(observer)], [1, 1])
+
+    def test_removeRetriedBeforeClaiming(self):
+        """
+        When removing published jobs fails (the database blinked after the
+        backend confirmed them), the removal is retried with the backoff
+        before anything is claimed again, until it succeeds: the jobs are
+        neither published nor counted twice, even after their lease.
+        """
+        store = self.store = FlakyStore()
+        store.failing_removes = 2
+        self.start(lease=5.0, poll_interval=1.0)
+        self.schedule(make_job("a", 1_000), make_job("b", 1_000))
+        self.advance_to(1_000)
+        self.assertEqual((self.published_ids(), self.held(), store.claims), (["a", "b"], 2, 1))
+        self.advance_to(2_000)  # the removal fails again: nothing claimed
+        self.assertEqual((self.held(), store.claims), (2, 1))
+        self.advance_to(4_000)  # the removal succeeds, then the usual look
+        self.assertEqual((self.held(), store.claims), (0, 2))
+        for ms in range(4_000, 30_001, 1_000):
+            self.advance_to(ms)
+        self.assertEqual(self.published_ids(), ["a", "b"])
+        self.assertEqual(self.successResultOf(self.scheduler.stats())["published"], 2)
+
+    def test_reactorTurnBetweenBatches(self):
+        """
+        A burst due at once is published one batch per reactor turn, even
+        when the store and the backend answer at once: other work (Enqueue
+        calls) is served between batches.
+        """
+        clock = self.clock = TurnClock()
+        clock.advance(START)
+        self.start(batch_size=100)
+        clock.turn()  # the first look, at start
+        self.schedule(*[make_job(f"j{n:04d}", 1_000) for n in range(1000)])
+        clock.rightNow = START + 1.0
+        turns = 0
+        while self.held() and turns < 50:
+            clock.turn()
+            turns += 1
+            self.assertEqual(len(self.backend.calls), turns)
+        self.assertEqual((turns, len(self.published_ids())), (10, 1000))
+        clock.advance(0)  # the dispatch's last look, a turn later
+
+    def test_jobAtFaultIsolated(self):
+        """
+        A job that makes the backend's publish fail as a whole with an
+        unexpected error (a bug it triggers) holds up no other: the batch
+        is published again job by job, the others go out at once, and
+        only that job is retried; after failing alone three times in a row
+        it is parked, held and tried again hourly, with an error logged.
+        """
+        self.backend = PoisonBackend()
+        self.start()
+        self.schedule(make_job("good-1", 1_000), make_job("bad", 1_000), make_job("good-2", 1_000))
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.advance_to(1_000)
+        self.assertEqual(self.published_ids(), ["good-1", "good-2"])
+        self.assertEqual(self.backend.calls, [3, 1, 1, 1])
+        self.assertEqual(self.held(), 1)
+        self.advance_to(2_000)  # alone: second failure
+        self.advance_to(4_000)  # third: parked
+        self.assertEqual(self.backend.calls, [3, 1, 1, 1, 1, 1])
+        self.assertEqual(self.successResultOf(self.store.next_due(0)),
+                         ns_at(4_000) + 3600 * 10**9)
+        [parked] = [e for e in observer if "Parking" in e.get("log_format", "")]
+        self.assertEqual((parked["job_id"], parked["log_level"]), ("bad", LogLevel.error))
+        self.schedule(make_job("good-3", 5_000))
+        self.advance_to(5_000)
+        self.assertEqual(self.published_ids(), ["good-1", "good-2", "good-3"])
+        self.flushLoggedErrors(TypeError)
+
+    def test_noSpinOnStaleNextDue(self):
+        """
+        When the store says a job is due but no claim returns it (another
+        replica's claim of it is not committed yet), the dispatcher looks
+        again a little later, never in a busy loop at one instant.
+        """
+        clock = self.clock = SpinGuardClock()
+        clock.advance(START)
+        store = self.store = LaggingStore()
+        self.start()
+        self.successResultOf(store.add([make_job("a", 1_000)]))
+        self.successResultOf(store.claim(ns_at(1_000), 10, 30 * 10**9))  # "another replica"
+        store.lagging = True
+        self.scheduler._wake_at(ns_at(1_000))
+        self.advance_to(1_000)
+        for ms in range(1_000, 2_001, 10):
+            self.advance_to(ms)
+        self.assertFalse(clock.spun)
+        self.assertLessEqual(store.claims, 25)
+        self.assertGreaterEqual(store.claims, 15)
+
+
+class TurnClock(task.Clock):
+    """
+    A L{task.Clock} that can run one reactor turn: the calls due when the
+    turn begins, not those they make for the next turn.
+    """
+
+    def turn(self):
+        for call in [call for call in self.calls if call.getTime() <= self.seconds()]:
+            if call in self.calls:
+                self.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+
+
+class PoisonBackend(RecordingBackend):
+    """
+    A recording backend whose publish raises an unexpected error for any
+    call that carries a job whose id starts with "bad".
+    """
+
+    def publish(self, jobs):
+        jobs = list(jobs)
+        if any(job.job_id.startswith("bad") for job in jobs):
+            self.calls.append(len(jobs))
+            raise TypeError("cannot encode this job")
+        return super().publish(jobs)
+
+
+class LaggingStore(MemoryScheduleStore):
+    """
+    A memory store that counts claims and, while C{lagging}, answers
+    C{next_due} with the earliest C{run_at} held although it is claimed:
+    what a shared database shows while another replica's claim of it is
+    not committed yet.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.lagging = False
+        self.claims = 0
+
+    def claim(self, now, limit, lease):
+        self.claims += 1
+        return super().claim(now, limit, lease)
+
+    def next_due(self, now):
+        if self.lagging:
+            return self.earliest_run_at(now)
+        return super().next_due(now)
+
 
 class SpinGuardClock(task.Clock):
     """
@@ -657,9 +901,9 @@ class SlowNextDueStore(MemoryScheduleStore):
         super().__init__()
         self.waiting = []
 
-    def next_due(self):
+    def next_due(self, now):
         read = []
-        MemoryScheduleStore.next_due(self).addCallback(read.append)
+        MemoryScheduleStore.next_due(self, now).addCallback(read.append)
         d = Deferred()
         self.waiting.append((d, read[0]))
         return d
@@ -698,7 +942,8 @@ class WakeDuringDispatchTests(unittest.SynchronousTestCase):
 class FlakyStore(MemoryScheduleStore):
     """
     A memory store whose database can be "down": while C{broken}, every
-    call fails with ``Unavailable``, as a durable store's does.
+    call fails with ``Unavailable``, as a durable store's does; and the
+    next C{failing_removes} removals fail so.
     """
 
     description = "flaky"
@@ -708,6 +953,13 @@ class FlakyStore(MemoryScheduleStore):
         self.broken = False
         self.claims = 0
         self.closed = False
+        self.failing_removes = 0
+
+    def remove(self, job_ids):
+        if self.failing_removes:
+            self.failing_removes -= 1
+            return self._down()
+        return super().remove(job_ids)
 
     def _down(self):
         return fail(Unavailable("schedule store flaky: database is down"))
@@ -715,12 +967,12 @@ class FlakyStore(MemoryScheduleStore):
     def open(self):
         return self._down() if self.broken else super().open()
 
-    def claim(self, now, limit, until):
+    def claim(self, now, limit, lease):
         self.claims += 1
-        return self._down() if self.broken else super().claim(now, limit, until)
+        return self._down() if self.broken else super().claim(now, limit, lease)
 
-    def next_due(self):
-        return self._down() if self.broken else super().next_due()
+    def next_due(self, now):
+        return self._down() if self.broken else super().next_due(now)
 
     def close(self):
         self.closed = True

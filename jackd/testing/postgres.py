@@ -19,10 +19,10 @@ SERVER = os.environ.get(
 )
 
 
-def connect(conninfo=SERVER, **kwargs):
+def connect(conninfo=SERVER, autocommit=True, **kwargs):
     import psycopg
 
-    return psycopg.connect(conninfo, connect_timeout=3, autocommit=True, **kwargs)
+    return psycopg.connect(conninfo, connect_timeout=3, autocommit=autocommit, **kwargs)
 
 
 def fresh_schema(testCase, prefix="jack_test") -> str:
@@ -50,7 +50,37 @@ def fresh_schema(testCase, prefix="jack_test") -> str:
             admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
     testCase.addCleanup(drop)
-    return make_conninfo(SERVER, options=f"-c search_path={schema}")
+    # The schema's name is also the connections' application_name, so a
+    # test can find (and terminate) the server processes of its stores.
+    return make_conninfo(SERVER, options=f"-c search_path={schema}", application_name=schema)
+
+
+def terminate_backends(conninfo) -> int:
+    """
+    End every server process connected with C{conninfo}'s
+    C{application_name} (as a database restart or failover would), and
+    wait until they are gone.
+
+    @return: how many there were.
+    """
+    import time
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = conninfo_to_dict(conninfo)["application_name"]
+    with connect() as admin:
+        [(count,)] = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s", (name,),
+        ).fetchall()
+        deadline = time.monotonic() + 30
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server processes of {name} did not end")
+            time.sleep(0.02)
+    return count
 
 
 fresh_schema.counter = 0
