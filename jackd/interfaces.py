@@ -18,7 +18,13 @@ class IConfigStore(Interface):
     """
     The registry of producers and job types.
 
-    Also an ``IService``: it is started before and stopped after the APIs.
+    Also an ``IService``: it is started before and stopped after the APIs
+    (its C{startService} may return a Deferred: the APIs wait for it).
+
+    Besides the errors each method names, a store kept elsewhere (GCS) may
+    fail any call with ``Unavailable`` (not reachable, or no answer in
+    time), ``ResourceExhausted`` (too many lookups waiting) or
+    ``FailedPrecondition`` (a refusal retrying will not fix).
     """
 
     description = Attribute("One line for the start-up log: kind and location.")
