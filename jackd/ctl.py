@@ -485,7 +485,8 @@ def make_parser(environ=None):
                          help="the payload: the bytes of PATH (- for stdin)")
     when = sub.add_mutually_exclusive_group()
     when.add_argument("--run-at", type=parse_timestamp, metavar="RFC3339",
-                      help="when the job should run, e.g. 2030-01-02T03:04:05Z")
+                      help="when the job should run, e.g. 2026-12-24T09:00:00Z "
+                      "(at most MAX_SCHEDULE_AHEAD, 30 days by default, ahead)")
     when.add_argument("--delay", type=parse_duration, metavar="DURATION",
                       help="run the job this long from now: 500ms, 30s, 5m, 2h, 1d")
     sub.add_argument("--trace-id", default="", metavar="T")
@@ -496,7 +497,7 @@ def make_parser(environ=None):
         description="Enqueue jobs in one EnqueueBulk call. Each non-blank line "
         "of FILE is an EnqueueRequest in protobuf's JSON mapping, e.g. "
         '{"producerId": "prod_...", "jobType": "send-mail", "payload": '
-        '"aGk=", "runAt": "2030-01-02T03:04:05Z"} (payload is base64). A line '
+        '"aGk=", "runAt": "2026-12-24T09:00:00Z"} (payload is base64). A line '
         "that does not parse is a usage error and nothing is sent.",
         epilog="Prints the whole response. Exits 1 when any job has a non-zero "
         "code, even though the others were enqueued.",
