@@ -215,21 +215,25 @@ SETTINGS = (
 )
 
 
-class Options(usage.Options):
+def _help(setting):
+    return f"{setting.help} [env {setting.env}; default: {setting.default or 'unset'}]"
+
+
+class SettingsOptions(usage.Options):
     """
+    twistd options made from a table of L{Setting}s (C{settings}, set by
+    each subclass): every one an option and an environment variable, the
+    option winning over the variable, which wins over the default.
+
     @param environ: the environment to read defaults from (C{os.environ}).
     """
 
     synopsis = "[options]"
-    longdesc = (
-        "Jack: the gRPC front door for background jobs.  Every option can also "
-        "be set with the environment variable named in its help; the option "
-        "wins over the variable."
-    )
-    optParameters = [
-        [s.option, None, None, f"{s.help} [env {s.env}; default: {s.default or 'unset'}]"]
-        for s in SETTINGS
-    ]
+    settings = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.optParameters = [[s.option, None, None, _help(s)] for s in cls.settings]
 
     def __init__(self, environ=None):
         super().__init__()
@@ -247,8 +251,7 @@ class Options(usage.Options):
         lines = ["Options:"]
         flags = [("help", "Display this help and exit."),
                  ("version", "Display Twisted version and exit.")]
-        entries = [(f"--{s.option}=", f"{s.help} [env {s.env}; default: "
-                    f"{s.default or 'unset'}]") for s in SETTINGS]
+        entries = [(f"--{s.option}=", _help(s)) for s in self.settings]
         entries += [(f"--{name}", doc) for name, doc in flags]
         for name, doc in sorted(entries):
             wrapped = textwrap.wrap(doc, 72, break_on_hyphens=False, break_long_words=False)
@@ -257,7 +260,7 @@ class Options(usage.Options):
         return head + "\n".join(lines) + "\n\n" + tail
 
     def postOptions(self):
-        for setting in SETTINGS:
+        for setting in self.settings:
             text, source = self[setting.option], f"--{setting.option}"
             if text is None:
                 text, source = self._environ.get(setting.env, ""), setting.env
@@ -267,6 +270,24 @@ class Options(usage.Options):
                 self[setting.option] = setting.convert(text)
             except ValueError as error:
                 raise usage.UsageError(f"{source}: {error}") from None
+
+
+class Options(SettingsOptions):
+    """
+    ``twistd jack``'s options.
+
+    @param environ: the environment to read defaults from (C{os.environ}).
+    """
+
+    settings = SETTINGS
+    longdesc = (
+        "Jack: the gRPC front door for background jobs.  Every option can also "
+        "be set with the environment variable named in its help; the option "
+        "wins over the variable."
+    )
+
+    def postOptions(self):
+        super().postOptions()
         receive = self.limits().grpc_receive_bytes()
         if receive > MAX_GRPC_MESSAGE_BYTES:
             raise usage.UsageError(

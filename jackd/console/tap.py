@@ -7,15 +7,19 @@ environment, which beats the default.
 """
 
 import ipaddress
-import os
 import re
-from typing import ClassVar
 
-from twisted.python import usage
 
 from jackd.console.guard import host_names
 from jackd.errors import ConfigError
-from jackd.tap import Setting, _ip_address, _port, _positive_duration, check_port_free
+from jackd.tap import (
+    Setting,
+    SettingsOptions,
+    _ip_address,
+    _port,
+    _positive_duration,
+    check_port_free,
+)
 
 # gRPC target schemes (gRPC's naming doc): a target with one goes to gRPC as is.
 GRPC_SCHEMES = ("dns", "unix", "unix-abstract", "ipv4", "ipv6", "vsock")
@@ -86,38 +90,20 @@ SETTINGS = (
 )
 
 
-class Options(usage.Options):
+class Options(SettingsOptions):
     """
+    ``twistd jack-console``'s options.
+
     @param environ: the environment to read defaults from (C{os.environ}).
     """
 
-    synopsis = "[options]"
+    settings = SETTINGS
     longdesc = (
         "Jack Console: a web UI for Jack's producers and job types, talking "
         "to a Jack daemon over gRPC (jack.AdminService).  Every option can "
         "also be set with the environment variable named in its help; the "
         "option wins over the variable."
     )
-    optParameters: ClassVar[list] = [
-        [s.option, None, None, f"{s.help} [env {s.env}; default: {s.default or 'unset'}]"]
-        for s in SETTINGS
-    ]
-
-    def __init__(self, environ=None):
-        super().__init__()
-        self._environ = os.environ if environ is None else environ
-
-    def postOptions(self):
-        for setting in SETTINGS:
-            text, source = self[setting.option], f"--{setting.option}"
-            if text is None:
-                text, source = self._environ.get(setting.env, ""), setting.env
-                if not text:
-                    text, source = setting.default, f"default of {setting.env}"
-            try:
-                self[setting.option] = setting.convert(text)
-            except ValueError as error:
-                raise usage.UsageError(f"{source}: {error}") from None
 
 
 def build_service(options, reactor):

@@ -77,52 +77,48 @@ def run_twistd(args, env=None, timeout=30):
         )
 
 
-class JackProcess:
+class TwistdProcess:
     """
-    One ``twistd -n jack --grpc-port PORT *args`` subprocess.
+    One ``twistd -n`` subprocess in a fresh temporary directory, its output
+    in a log file; subclasses give the C{command}, a C{name} for messages
+    and C{_ready(timeout)}, which says whether it serves yet.
 
-    @ivar port: the gRPC port (a free one unless given).
     @ivar directory: the process's working directory (a fresh temporary
         directory, removed by L{stop}).
     @ivar process: the L{subprocess.Popen}, once started.
     """
 
-    def __init__(self, args=(), env=None, port=None):
+    name = "twistd"
+
+    def __init__(self, args=(), env=None):
         self.args = list(args)
         self.env = dict(env or {})
-        self.port = free_port() if port is None else port
         self.directory = None
         self.process = None
         self._log_path = None
         self._log_text = None
-        self._channels = []
-
-    @property
-    def address(self):
-        """
-        ``127.0.0.1:PORT``, for a gRPC channel.
-        """
-        return f"127.0.0.1:{self.port}"
 
     @property
     def command(self):
-        return [
-            *TWISTD, "-n", "--pidfile=", "jack",
-            "--grpc-port", str(self.port), *self.args,
-        ]
+        raise NotImplementedError
+
+    def _ready(self, timeout):
+        """
+        @return: C{(True, None)} once it serves, else C{(False, why)}.
+        """
+        raise NotImplementedError
 
     def start(self, timeout=30):
         """
-        Start the daemon and block until its health service answers SERVING
-        for the server as a whole ("").
+        Start the process and block until it serves (L{_ready}).
 
-        @raise AssertionError: with the daemon's log when it exits or is not
-            SERVING within C{timeout} seconds; the process is killed first.
+        @raise AssertionError: with the process's log when it exits or does
+            not serve within C{timeout} seconds; the process is killed first.
         """
         if self.process is not None:
-            raise RuntimeError("JackProcess.start called twice")
-        self.directory = tempfile.mkdtemp(prefix="jackd-")
-        self._log_path = os.path.join(self.directory, "jackd.log")
+            raise RuntimeError(f"{type(self).__name__}.start called twice")
+        self.directory = tempfile.mkdtemp(prefix=f"{self.name}-")
+        self._log_path = os.path.join(self.directory, f"{self.name}.log")
         with open(self._log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -133,53 +129,33 @@ class JackProcess:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        with grpc.insecure_channel(self.address) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            while True:
-                if self.process.poll() is not None:
-                    self._fail(f"exited with status {self.process.returncode}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    self._fail(f"not SERVING after {timeout}s ({last})")
-                try:
-                    response = health.Check(
-                        health_pb2.HealthCheckRequest(service=""),
-                        timeout=min(1.0, remaining),
-                    )
-                except grpc.RpcError as e:
-                    last = f"{e.code().name}: {e.details()}"
-                else:
-                    if response.status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                    last = health_pb2.HealthCheckResponse.ServingStatus.Name(
-                        response.status
-                    )
-                time.sleep(0.05)
+        why = "no answer yet"
+        while True:
+            if self.process.poll() is not None:
+                self._fail(f"exited with status {self.process.returncode}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._fail(f"not serving after {timeout}s ({why})")
+            ready, why = self._ready(min(1.0, remaining))
+            if ready:
+                return
+            time.sleep(0.05)
 
     def _fail(self, why):
         self.stop(timeout=0)
         raise AssertionError(
-            f"jackd ({' '.join(self.command[3:])}) {why}; its log:\n{self.log()}"
+            f"{self.name} ({' '.join(self.command[3:])}) {why}; its log:\n{self.log()}"
         )
-
-    def channel(self):
-        """
-        A new synchronous gRPC channel to the daemon; L{stop} closes it.
-        """
-        channel = grpc.insecure_channel(self.address)
-        self._channels.append(channel)
-        return channel
 
     def signal(self, sig):
         """
-        Send C{sig} (e.g. C{signal.SIGHUP}) to the daemon.
+        Send C{sig} (e.g. C{signal.SIGHUP}) to the process.
         """
         self.process.send_signal(sig)
 
     def kill(self, timeout=30):
         """
-        Kill the daemon with SIGKILL (kill -9: no clean stop, nothing
+        Kill the process with SIGKILL (kill -9: no clean stop, nothing
         flushed) and wait for it to be gone.
 
         @return: its returncode (-9).
@@ -189,7 +165,7 @@ class JackProcess:
 
     def wait(self, timeout):
         """
-        Wait for the daemon to exit.
+        Wait for the process to exit.
 
         @return: its returncode (negative for a signal: -15 for SIGTERM).
         @raise subprocess.TimeoutExpired: if it is still running after
@@ -199,15 +175,13 @@ class JackProcess:
 
     def stop(self, timeout=30):
         """
-        Close the channels, send SIGTERM and wait for the daemon to exit,
-        killing it with SIGKILL after C{timeout} seconds.  Safe to call more
-        than once, and before L{start}.
+        Send SIGTERM and wait for the process to exit, killing it with
+        SIGKILL after C{timeout} seconds.  Safe to call more than once, and
+        before L{start}.
 
         @return: the returncode (-15 after a clean stop on SIGTERM, -9 when it
             had to be killed), or C{None} if it was never started.
         """
-        while self._channels:
-            self._channels.pop().close()
         if self.process is None:
             return None
         if self.process.poll() is None:
@@ -224,7 +198,7 @@ class JackProcess:
 
     def log(self):
         """
-        Everything the daemon wrote to stdout and stderr so far.
+        Everything the process wrote to stdout and stderr so far.
         """
         if self._log_text is not None:
             return self._log_text
@@ -235,3 +209,64 @@ class JackProcess:
             return ""
         with open(self._log_path, "rb") as f:
             return f.read().decode("utf-8", errors="replace")
+
+
+class JackProcess(TwistdProcess):
+    """
+    One ``twistd -n jack --grpc-port PORT *args`` subprocess, serving once
+    its health service answers SERVING for the server as a whole ("").
+
+    @ivar port: the gRPC port (a free one unless given).
+    """
+
+    name = "jackd"
+
+    def __init__(self, args=(), env=None, port=None):
+        super().__init__(args, env)
+        self.port = free_port() if port is None else port
+        self._channels = []
+        self._health = None
+
+    @property
+    def address(self):
+        """
+        ``127.0.0.1:PORT``, for a gRPC channel.
+        """
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def command(self):
+        return [
+            *TWISTD, "-n", "--pidfile=", "jack",
+            "--grpc-port", str(self.port), *self.args,
+        ]
+
+    def _ready(self, timeout):
+        if self._health is None:
+            self._health = health_pb2_grpc.HealthStub(self.channel())
+        try:
+            response = self._health.Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError as e:
+            return False, f"{e.code().name}: {e.details()}"
+        if response.status == health_pb2.HealthCheckResponse.SERVING:
+            return True, None
+        return False, health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def channel(self):
+        """
+        A new synchronous gRPC channel to the daemon; L{stop} closes it.
+        """
+        channel = grpc.insecure_channel(self.address)
+        self._channels.append(channel)
+        return channel
+
+    def stop(self, timeout=30):
+        """
+        Close the channels, then stop as L{TwistdProcess.stop}.
+        """
+        while self._channels:
+            self._channels.pop().close()
+        self._health = None
+        return super().stop(timeout)
