@@ -14,7 +14,9 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from jack.job_pb2 import Queue
+from google.protobuf.message import DecodeError
+
+from jack.job_pb2 import Job, Queue
 from jackd.errors import ConfigError, InvalidArgument, JackError, Unavailable
 from jackd.timestamps import now_ns
 
@@ -40,6 +42,46 @@ PERMANENT = (InvalidArgument,)
 # other jobs nothing.  Stores park the rows they cannot decode the same way.
 STRIKES = 3
 PARK_NS = 3600 * SECOND
+
+# Stores log what they could not decode as the scheduler, where operators look.
+_store_log = Logger(namespace="jackd.scheduler.store")
+
+
+def decode_held(rows):
+    """
+    Decode claimed rows of a durable schedule store.
+
+    @param rows: C{(job_id, blob)} pairs, earliest first.
+    @return: C{(jobs, unreadable)}: the ``jack.Job``s that decode, and
+        C{(job_id, error)} for each row that does not (the store sets those
+        aside for L{PARK_NS}).
+    """
+    jobs, unreadable = [], []
+    for job_id, blob in rows:
+        try:
+            jobs.append(Job.FromString(blob))
+        except (DecodeError, TypeError) as error:
+            unreadable.append((job_id, str(error) or type(error).__name__))
+    return jobs, unreadable
+
+
+def log_unreadable(store, claimed):
+    """
+    Log each row of a claim that did not decode (see L{decode_held}).
+
+    @param store: the ``IScheduleStore`` (for its description).
+    @param claimed: C{(jobs, unreadable)}.
+    @return: the jobs.
+    """
+    jobs, unreadable = claimed
+    for job_id, error in unreadable:
+        _store_log.error(
+            "Scheduled job {job_id} in the schedule store {store} cannot be "
+            "decoded ({error}); it stays held and is tried again in {hours}h",
+            job_id=job_id, store=store.description, error=error,
+            hours=PARK_NS // 3_600_000_000_000,
+        )
+    return jobs
 
 # When a dispatch claimed nothing although the store says a job is due
 # (another replica's claim of it is not committed yet), look again after

@@ -30,16 +30,13 @@ import asyncio
 import uuid
 
 import psycopg
-from google.protobuf.message import DecodeError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from twisted.internet.defer import Deferred, succeed
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from jack.job_pb2 import Job
 from jackd.errors import ConfigError, Unavailable
 from jackd.interfaces import IScheduleStore
-from jackd.scheduler import PARK_NS
+from jackd.scheduler import PARK_NS, decode_held, log_unreadable
 
 TABLE = "jack_scheduled_jobs"
 
@@ -81,7 +78,6 @@ SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_due ON {TABLE} (due_at, job_id)",
 )
 
-_log = Logger()
 
 
 def parse_conninfo(conninfo: str) -> dict:
@@ -418,19 +414,8 @@ class PostgresScheduleStore:
 
     def claim(self, now, limit, lease):
         d = self._run(_claim, self._now(now), limit, lease, self._owner)
-        d.addCallback(self._decoded)
+        d.addCallback(lambda claimed: log_unreadable(self, claimed))
         return d
-
-    def _decoded(self, claimed):
-        jobs, unreadable = claimed
-        for job_id, error in unreadable:
-            _log.error(
-                "Scheduled job {job_id} in the schedule store {store} cannot be "
-                "decoded ({error}); it stays held and is tried again in {hours}h",
-                job_id=job_id, store=self.description, error=error,
-                hours=PARK_NS // 3_600_000_000_000,
-            )
-        return jobs
 
     def release(self, job_ids, now, delay):
         return self._run(_release, list(job_ids), self._now(now), delay, self._owner)
@@ -493,12 +478,7 @@ async def _claim(connection, now, limit, lease, owner):
         {"now": now, "limit": limit, "lease": lease, "owner": owner},
     )
     rows = sorted(await cursor.fetchall(), key=lambda row: (row[0], row[1]))
-    jobs, unreadable = [], []
-    for _, job_id, blob, _ in rows:
-        try:
-            jobs.append(Job.FromString(blob))
-        except DecodeError as error:
-            unreadable.append((job_id, str(error) or type(error).__name__))
+    jobs, unreadable = decode_held((job_id, blob) for _, job_id, blob, _ in rows)
     if unreadable:
         await connection.execute(
             f"UPDATE {TABLE} SET due_at = %s, owner = NULL WHERE job_id = ANY(%s)",

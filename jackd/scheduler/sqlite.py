@@ -25,17 +25,14 @@ import os
 import sqlite3
 import uuid
 
-from google.protobuf.message import DecodeError
 from twisted.internet.defer import fail, succeed
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from jack.job_pb2 import Job
 from jackd.errors import ConfigError, Unavailable
 from jackd.interfaces import IScheduleStore
-from jackd.scheduler import PARK_NS
+from jackd.scheduler import PARK_NS, decode_held, log_unreadable
 
 TABLE = "jack_scheduled_jobs"
 
@@ -57,7 +54,6 @@ CHUNK = 500
 # unless the store is given its own timeout (SCHEDULE_DB_TIMEOUT).
 BUSY_TIMEOUT = 10.0
 
-_log = Logger()
 
 
 def check_path(path: str) -> None:
@@ -251,19 +247,8 @@ class SQLiteScheduleStore:
 
     def claim(self, now, limit, lease):
         d = self._run(_claim, now, limit, now + lease, self._owner)
-        d.addCallback(self._decoded)
+        d.addCallback(lambda claimed: log_unreadable(self, claimed))
         return d
-
-    def _decoded(self, claimed):
-        jobs, unreadable = claimed
-        for job_id, error in unreadable:
-            _log.error(
-                "Scheduled job {job_id} in the schedule store {store} cannot be "
-                "decoded ({error}); it stays held and is tried again in {hours}h",
-                job_id=job_id, store=self.description, error=error,
-                hours=PARK_NS // 3_600_000_000_000,
-            )
-        return jobs
 
     def release(self, job_ids, now, delay):
         return self._run(_release, list(job_ids), now + delay, self._owner)
@@ -315,14 +300,9 @@ def _claim(connection, now, limit, until, owner):
         "ORDER BY due_at, job_id LIMIT ?",
         (now, limit),
     ).fetchall()
-    jobs, claimed, unreadable = [], [], []
-    for job_id, blob in rows:
-        try:
-            jobs.append(Job.FromString(blob))
-        except (DecodeError, TypeError) as error:
-            unreadable.append((job_id, str(error) or type(error).__name__))
-        else:
-            claimed.append(job_id)
+    jobs, unreadable = decode_held(rows)
+    set_aside = {job_id for job_id, _ in unreadable}
+    claimed = [job_id for job_id, _ in rows if job_id not in set_aside]
     connection.executemany(
         f"UPDATE {TABLE} SET due_at = ?, owner = ? WHERE job_id = ?",
         [(until, owner, job_id) for job_id in claimed]
