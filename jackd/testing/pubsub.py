@@ -14,34 +14,27 @@ crosses the real wire protocol.  These calls block: they are for tests.
 import atexit
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
 
-from jackd.testing.daemon import free_port
-from jackd.testing.services import missing
+from jackd.testing.services import EmulatorProcess, missing
 
 PROJECT = "jack-test"
 
 
-class EmulatorError(Exception):
-    """The emulator did not start."""
-
-
-class PubSubEmulator:
+class PubSubEmulator(EmulatorProcess):
     """
     One emulator process.  C{stop()} then C{start()} restarts it on the same
     port (it forgets every topic and subscription when it stops).
     """
 
+    name = "Pub/Sub emulator"
+    poll_interval = 0.2
+
     def __init__(self, project=PROJECT, port=None):
+        super().__init__(port)
         self.project = project
-        self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
-        self._process = None
-        self._log = None
 
     @staticmethod
     def available() -> bool:
@@ -52,27 +45,11 @@ class PubSubEmulator:
         return {"PUBSUB_EMULATOR_HOST": self.host}
 
     def start(self, timeout=90.0):
-        if self._process is not None:
-            return
-        self._log = tempfile.TemporaryFile()
-        # Its own session, so stop() reaches the Java child of gcloud too.
-        self._process = subprocess.Popen(
-            ["gcloud", "beta", "emulators", "pubsub", "start",
-             f"--host-port={self.host}", "--quiet"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise EmulatorError(f"Pub/Sub emulator exited: {self.output()}")
-            if self._answers():
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise EmulatorError(f"Pub/Sub emulator not ready after {timeout}s")
+        super().start(timeout)
+
+    def _command(self):
+        return ["gcloud", "beta", "emulators", "pubsub", "start",
+                f"--host-port={self.host}", "--quiet"]
 
     def _answers(self) -> bool:
         try:
@@ -87,35 +64,6 @@ class PubSubEmulator:
         except Exception:
             return False
         return True
-
-    def output(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")[-2000:]
-
-    def stop(self):
-        process, self._process = self._process, None
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        # The Java child may outlive gcloud for a moment: wait for the port.
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    pass
-            except OSError:
-                break
-            time.sleep(0.1)
 
     # Clients, made per call so that they read this emulator's address.
 
@@ -230,7 +178,7 @@ def shared_emulator(testCase) -> PubSubEmulator:
     if _shared is None:
         emulator = PubSubEmulator()
         emulator.start()
-        atexit.register(emulator.stop)
+        atexit.register(emulator.close)
         _shared = emulator
     return _shared
 

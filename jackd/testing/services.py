@@ -5,6 +5,11 @@ C{JACK_REQUIRE_SERVICES} is set, as ``.ci/run`` does.
 """
 
 import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 
 from twisted.trial.unittest import SkipTest
 
@@ -21,3 +26,107 @@ def missing(testCase, reason):
     if services_required():
         testCase.fail(f"{reason} (JACK_REQUIRE_SERVICES is set)")
     raise SkipTest(reason)
+
+
+class EmulatorError(Exception):
+    """An emulator did not start."""
+
+
+class EmulatorProcess:
+    """
+    One emulator process on 127.0.0.1, in a session of its own (so that
+    L{stop} reaches its children too, such as the Java process gcloud
+    starts).  Subclasses give C{name}, C{_command()} and C{_answers()}.
+    C{stop()} then C{start()} restarts it on the same port.
+
+    @ivar port: its port (a free one unless given).
+    """
+
+    name = "emulator"
+    poll_interval = 0.05
+
+    def __init__(self, port=None):
+        from jackd.testing.daemon import free_port
+
+        self.port = port or free_port()
+        self._process = None
+        self._log = None
+
+    def _command(self):
+        """
+        @return: the command line.
+        @raise EmulatorError: the emulator is not installed.
+        """
+        raise NotImplementedError
+
+    def _answers(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
+
+    def start(self, timeout=30.0):
+        """Start it (unless running) and block until it answers."""
+        if self._process is not None:
+            return
+        command = self._command()
+        if self._log is None:
+            # Read by output(), closed by close().
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                output = self.output()
+                self._process = None
+                raise EmulatorError(f"{self.name} exited: {output}")
+            if self._answers():
+                return
+            time.sleep(self.poll_interval)
+        self.stop()
+        raise EmulatorError(f"{self.name} not ready after {timeout}s")
+
+    def output(self) -> str:
+        """The end of what it printed."""
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")[-2000:]
+
+    def stop(self):
+        """Stop it (and its children); return once its port is closed."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        # A child may outlive the leader for a moment: wait for the port.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    pass
+            except OSError:
+                break
+            time.sleep(0.1)
+
+    def close(self):
+        """Stop it and close its log."""
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
