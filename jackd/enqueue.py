@@ -56,9 +56,12 @@ class Enqueuer:
         return d
 
     def _submit_one(self, job_type, request):
-        job = self._make_job(job_type, request, now_ns(self._clock))
+        now = now_ns(self._clock)
+        for_later = _is_for_later(request, now)
+        job = _job_template(job_type, now)
+        _fill_job(job, self._ids.new(), request, for_later)
         self._backend.validate(job)
-        if _is_for_later(job):
+        if for_later:
             d = self._scheduler.schedule([job])
         else:
             d = self._backend.publish([job])
@@ -86,12 +89,14 @@ class Enqueuer:
         lookups = {}
         pending = []
         for index, item in enumerate(requests):
+            key = (item.producer_id, item.job_type)
             try:
-                self._check(item)
+                if key not in lookups:  # a key already looked up passed these
+                    self._check_key(*key)
+                self._check_item(item)
             except JackError as error:
                 results[index] = ("", error)
                 continue
-            key = (item.producer_id, item.job_type)
             if key not in lookups:
                 lookups[key] = maybeDeferred(self._store.get_job_type, *key)
             pending.append((index, item, key))
@@ -106,19 +111,30 @@ class Enqueuer:
 
     def _submit_bulk(self, results, pending, job_types):
         now = now_ns(self._clock)
-        due, later = [], []
+        # What the jobs of one found job type share, built once per bulk.
+        templates = {
+            key: _job_template(job_type, now)
+            for key, (ok, job_type) in job_types.items()
+            if ok
+        }
+        found = []
         for index, item, key in pending:
-            ok, job_type = job_types[key]
-            if not ok:
-                results[index] = ("", _error_of(job_type))
-                continue
-            job = self._make_job(job_type, item, now)
+            if key in templates:
+                found.append((index, item, templates[key]))
+            else:
+                results[index] = ("", _error_of(job_types[key][1]))
+        due, later = [], []
+        for (index, item, template), job_id in zip(found, self._ids.new_many(len(found))):
+            for_later = _is_for_later(item, now)
+            job = Job()
+            job.CopyFrom(template)
+            _fill_job(job, job_id, item, for_later)
             try:
                 self._backend.validate(job)
             except JackError as error:
                 results[index] = ("", error)
                 continue
-            if _is_for_later(job):
+            if for_later:
                 later.append((index, job))
             else:
                 due.append((index, job))
@@ -138,8 +154,16 @@ class Enqueuer:
         return d
 
     def _check(self, request) -> None:
-        validation.check_id("producer_id", request.producer_id)
-        validation.check_job_type_name("job_type", request.job_type)
+        self._check_key(request.producer_id, request.job_type)
+        self._check_item(request)
+
+    def _check_key(self, producer_id, job_type) -> None:
+        """The checks that depend only on the job's lookup key."""
+        validation.check_id("producer_id", producer_id)
+        validation.check_job_type_name("job_type", job_type)
+
+    def _check_item(self, request) -> None:
+        """The rest of L{_check}: payload, trace_id and run_at."""
         if len(request.payload) > self._limits.max_payload_bytes:
             raise InvalidArgument(
                 "payload",
@@ -175,37 +199,39 @@ class Enqueuer:
                 "bytes are allowed per call",
             )
 
-    def _make_job(self, job_type, request, now: int) -> Job:
-        job = Job(
-            job_id=self._ids.new(),
-            producer_id=job_type.producer_id,
-            job_type=job_type.name,
-            queue=job_type.queue,
-            payload=request.payload,
-            trace_id=request.trace_id,
-            max_retries=job_type.max_retries,
-        )
-        # The fields set directly, as FromNanoseconds would set them (it
-        # re-checks a clock reading that is valid anyway): once per job.
-        seconds, nanos = divmod(now, 1_000_000_000)
-        enqueued_at = job.enqueued_at
-        enqueued_at.seconds = seconds
-        enqueued_at.nanos = nanos
-        run_at = job.run_at
-        if request.HasField("run_at") and request.run_at.ToNanoseconds() > now:
-            run_at.CopyFrom(request.run_at)
-        else:
-            run_at.seconds = seconds
-            run_at.nanos = nanos
-        return job
+
+def _job_template(job_type, now: int) -> Job:
+    """
+    A job of C{job_type} enqueued and due at C{now} (integer nanoseconds),
+    without its own fields (L{_fill_job}).
+    """
+    # The Timestamp fields set directly, as FromNanoseconds would set them
+    # (it re-checks a clock reading that is valid anyway).
+    seconds, nanos = divmod(now, 1_000_000_000)
+    job = Job(
+        producer_id=job_type.producer_id,
+        job_type=job_type.name,
+        queue=job_type.queue,
+        max_retries=job_type.max_retries,
+    )
+    enqueued_at, run_at = job.enqueued_at, job.run_at
+    enqueued_at.seconds = run_at.seconds = seconds
+    enqueued_at.nanos = run_at.nanos = nanos
+    return job
 
 
-def _is_for_later(job) -> bool:
-    """Whether the scheduler holds C{job}: _make_job set a run_at after now."""
-    # Both timestamps are valid (0 <= nanos < 10**9), so comparing
-    # (seconds, nanos) is comparing nanoseconds, without the arithmetic.
-    run_at, enqueued_at = job.run_at, job.enqueued_at
-    return (run_at.seconds, run_at.nanos) > (enqueued_at.seconds, enqueued_at.nanos)
+def _fill_job(job, job_id: str, request, for_later: bool) -> None:
+    """Set what C{job} takes from its id and its C{request}."""
+    job.job_id = job_id
+    job.payload = request.payload
+    job.trace_id = request.trace_id
+    if for_later:
+        job.run_at.CopyFrom(request.run_at)
+
+
+def _is_for_later(request, now: int) -> bool:
+    """Whether the scheduler holds C{request}'s job: its run_at is after now."""
+    return request.HasField("run_at") and request.run_at.ToNanoseconds() > now
 
 
 def _only_outcome(outcomes, job_id):

@@ -5,8 +5,9 @@ Job ids are ``job_`` followed by 26 Crockford base32 characters that encode a
 48-bit count of milliseconds since the Unix epoch and 80 further bits.  Ids
 sort (as strings) in the order they were made: within one millisecond the
 80 bits count up from a random start, and a clock that steps back never makes
-an id smaller than the one before it.  `job_id_time` decodes the creation
-time.
+an id smaller than the one before it.  `JobIdGenerator.new_many` makes the
+ids of a whole bulk at once, the same ids as that many calls of ``new`` in
+one millisecond.  `job_id_time` decodes the creation time.
 """
 
 import datetime
@@ -27,6 +28,10 @@ _ID_CHARS = 26
 # The 130 bits of an id (the top two always zero), ten at a time, most
 # significant first.
 _PAIR_SHIFTS = tuple(range(5 * _ID_CHARS - 10, -1, -10))
+# Consecutive ids share all but their last few characters: new_many encodes
+# the top 110 bits once per run and only the last two pairs per id.
+_TAIL_BITS = 20
+_HEAD_SHIFTS = tuple(shift - _TAIL_BITS for shift in _PAIR_SHIFTS[:-2])
 
 
 def new_producer_id() -> str:
@@ -49,7 +54,32 @@ class JobIdGenerator:
         self._last_random = 0
 
     def new(self) -> str:
+        value, _ = self._reserve(int(self._clock.seconds() * 1000), 1)
+        return JOB_ID_PREFIX + "".join(
+            [_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS]
+        )
+
+    def new_many(self, count: int) -> list[str]:
+        """
+        C{count} new ids in ascending order: the ids C{count} calls of
+        L{new} would make if the clock did not move between them, for one
+        clock reading and at most one draw of random bytes (more only when
+        the 80 bits run out within the millisecond).
+        """
         ms = int(self._clock.seconds() * 1000)
+        ids = []
+        while len(ids) < count:
+            first, run = self._reserve(ms, count - len(ids))
+            _encode_run(first, run, ids)
+        return ids
+
+    def _reserve(self, ms: int, count: int) -> tuple[int, int]:
+        """
+        Take up to C{count} consecutive id values at clock reading C{ms}.
+
+        @return: C{(first value, how many)}: fewer than C{count} when the
+            80 bits run out within the millisecond.
+        """
         if ms > self._last_ms:
             random = int.from_bytes(self._randbytes(10), "big")
         else:
@@ -58,11 +88,21 @@ class JobIdGenerator:
             if random >= _RANDOM_LIMIT:
                 ms += 1
                 random = int.from_bytes(self._randbytes(10), "big")
-        self._last_ms, self._last_random = ms, random
-        value = (ms << _RANDOM_BITS) | random
-        return JOB_ID_PREFIX + "".join(
-            [_PAIRS[(value >> shift) & 1023] for shift in _PAIR_SHIFTS]
-        )
+        run = min(count, _RANDOM_LIMIT - random)
+        self._last_ms, self._last_random = ms, random + run - 1
+        return (ms << _RANDOM_BITS) | random, run
+
+
+def _encode_run(first: int, count: int, ids: list) -> None:
+    """Append the ids of values C{first} to C{first + count - 1} to C{ids}."""
+    head_value = head = None
+    for value in range(first, first + count):
+        if value >> _TAIL_BITS != head_value:
+            head_value = value >> _TAIL_BITS
+            head = JOB_ID_PREFIX + "".join(
+                [_PAIRS[(head_value >> shift) & 1023] for shift in _HEAD_SHIFTS]
+            )
+        ids.append(head + _PAIRS[(value >> 10) & 1023] + _PAIRS[value & 1023])
 
 
 def job_id_time(job_id: str) -> datetime.datetime:

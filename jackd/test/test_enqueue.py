@@ -17,7 +17,7 @@ from jackd.scheduler import Scheduler
 from jackd.scheduler.memory import MemoryScheduleStore
 from jackd.storage.memory import MemoryConfigStore
 from jackd.testing.backends import RecordingBackend
-from jackd.validation import Limits
+from jackd.validation import JOB_TYPE_NAME_RULE, Limits
 
 NOW = 1_796_300_000.25  # 2026-12-03T12:13:20.25Z
 NOW_NS = 1_796_300_000_250_000_000
@@ -249,6 +249,69 @@ class EnqueueBulkTests(EnqueueTestCase):
         self.assertEqual(
             [job.job_id for job in self.backend.published], [outcomes[0][0], outcomes[3][0]]
         )
+
+    def test_jobs_as_enqueue_makes_them(self):
+        """
+        A bulk makes each job as Enqueue would: the envelope of its job type
+        and its own payload, trace_id and run_at, with ids unique and
+        ascending in request order.
+        """
+        later = at(NOW_NS + 60 * 10**9)
+        requests = [
+            self.request("invoice", payload=b"\x00pay", trace_id="trace-1"),
+            self.request("charge"),
+            self.request("invoice", run_at=later, payload=b"l"),
+            self.request("invoice", payload=b"2", run_at=at(NOW_NS - 10**9)),
+            self.request("charge", trace_id="t2"),
+        ]
+        outcomes = self.successResultOf(self.bulk(*requests))
+        job_ids = [job_id for job_id, _ in outcomes]
+        self.assertEqual(job_ids, sorted(set(job_ids)))
+        self.clock.advance(60)
+        self.assertEqual(
+            sorted(self.backend.published, key=lambda job: job.job_id),
+            [
+                Job(
+                    job_id=job_id,
+                    producer_id=self.producer_id,
+                    job_type=request.job_type,
+                    queue={"invoice": Queue.QUEUE_HIGH, "charge": Queue.QUEUE_IMMEDIATE}[
+                        request.job_type],
+                    max_retries={"invoice": 5, "charge": 0}[request.job_type],
+                    payload=request.payload,
+                    trace_id=request.trace_id,
+                    run_at=later if request.run_at == later else at(NOW_NS),
+                    enqueued_at=at(NOW_NS),
+                )
+                for job_id, request in zip(job_ids, requests)
+            ],
+        )
+
+    def test_checks_every_item(self):
+        """
+        Every item is checked on its own, also when others of the same
+        producer and job type passed: each fails with its own error.
+        """
+        outcomes = self.successResultOf(
+            self.bulk(
+                self.request("charge"),
+                self.request("charge", payload=b"x" * 101),
+                self.request("bad name"),
+                self.request("bad name", payload=b"x" * 101),
+                self.request("charge", run_at=Timestamp(seconds=0, nanos=10**9)),
+            )
+        )
+        self.assertIsNone(outcomes[0][1])
+        self.assertEqual(
+            [error.message for _, error in outcomes[1:]],
+            [
+                "payload: is 101 bytes; at most 100 bytes are allowed",
+                "job_type: " + JOB_TYPE_NAME_RULE,
+                "job_type: " + JOB_TYPE_NAME_RULE,
+                "run_at: is not a valid Timestamp: nanos must be 0 to 999999999",
+            ],
+        )
+        self.assertIsNot(outcomes[2][1], outcomes[3][1])
 
     def test_published_together(self):
         """The jobs due now are handed to the backend in one call."""
