@@ -119,6 +119,11 @@ class Setting:
 SETTINGS = (
     Setting("grpc-port", "GRPC_PORT", "50051", _port,
             "TCP port of the gRPC APIs, reflection and health, on all interfaces."),
+    Setting("grpc-threads", "GRPC_THREADS", "64", _positive_int,
+            "gRPC threads: the most calls Jack works on at once (more wait "
+            "for a thread). A call holds its thread until it is answered, so "
+            "Enqueue's calls/s are at most GRPC_THREADS divided by the time "
+            "one takes (with Pub/Sub: PUBSUB_BATCH_LATENCY and a round trip)."),
     Setting("gcs-bucket", "GCS_BUCKET", "", str,
             "Google Cloud Storage bucket for producers and job types (its name "
             "alone, no gs://); unset keeps them in memory."),
@@ -331,8 +336,8 @@ def _build(table, name, options, reactor):
 
 def install_reactor():
     """
-    Install Twisted's asyncio reactor (grpc.aio runs on its loop) unless it
-    is installed already, and return it.
+    Install Twisted's asyncio reactor (the PostgreSQL schedule store's driver
+    runs on its loop) unless it is installed already, and return it.
 
     @raise ConfigError: another reactor is installed.
     """
@@ -448,6 +453,8 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
         ],
         grace=options["shutdown-grace"],
         max_receive_bytes=limits.grpc_receive_bytes(),
+        threads=options["grpc-threads"],
+        reactor=reactor,
     )
     root = JackService(on_start_failure=on_start_failure)
     for name, child in [

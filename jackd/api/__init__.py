@@ -1,5 +1,6 @@
 """
-The gRPC edge: grpc.aio servicers that decode a request, call the
-Deferred-based domain, and encode the answer or map a ``JackError`` to its
-status code.  Nothing below this package imports gRPC.
+The gRPC edge: grpcio's threaded server, whose calls hop to Deferred-based
+servicers on the reactor thread (``edge.ReactorHop``); the servicers call the
+domain and build the answer, and a ``JackError`` becomes its status code.
+Nothing below this package imports gRPC.
 """

@@ -1,67 +1,67 @@
 """The ``jack.AdminService`` servicer."""
 
-from jack import admin_pb2, admin_pb2_grpc
-from jackd.api.edge import add_servicer, unary, wait_for
+from jack import admin_pb2
+from jackd.api.edge import add_servicer
 
 
-class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+class AdminServicer:
     """
+    Deferred-based handlers, run on the reactor thread (see
+    ``jackd.api.edge``).
+
     @param admin: a ``jackd.admin.Admin``.
     """
 
     def __init__(self, admin):
         self._admin = admin
 
-    @unary
-    async def CreateProducer(self, request, context):
-        producer = await wait_for(
-            self._admin.create_producer(request.name, request.description)
-        )
-        return admin_pb2.CreateProducerResponse(producer=producer)
+    def CreateProducer(self, request):
+        d = self._admin.create_producer(request.name, request.description)
+        d.addCallback(lambda producer: admin_pb2.CreateProducerResponse(producer=producer))
+        return d
 
-    @unary
-    async def GetProducer(self, request, context):
-        producer = await wait_for(self._admin.get_producer(request.producer_id))
-        return admin_pb2.GetProducerResponse(producer=producer)
+    def GetProducer(self, request):
+        d = self._admin.get_producer(request.producer_id)
+        d.addCallback(lambda producer: admin_pb2.GetProducerResponse(producer=producer))
+        return d
 
-    @unary
-    async def ListProducers(self, request, context):
-        producers, token = await wait_for(
-            self._admin.list_producers(request.page_size, request.page_token)
+    def ListProducers(self, request):
+        d = self._admin.list_producers(request.page_size, request.page_token)
+        d.addCallback(
+            lambda page: admin_pb2.ListProducersResponse(
+                producers=page[0], next_page_token=page[1]
+            )
         )
-        return admin_pb2.ListProducersResponse(
-            producers=producers, next_page_token=token
-        )
+        return d
 
-    @unary
-    async def CreateJobType(self, request, context):
+    def CreateJobType(self, request):
         max_retries = request.max_retries if request.HasField("max_retries") else None
-        job_type = await wait_for(
-            self._admin.create_job_type(
-                request.producer_id,
-                request.name,
-                request.queue,
-                max_retries,
-                request.description,
+        d = self._admin.create_job_type(
+            request.producer_id,
+            request.name,
+            request.queue,
+            max_retries,
+            request.description,
+        )
+        d.addCallback(lambda job_type: admin_pb2.CreateJobTypeResponse(job_type=job_type))
+        return d
+
+    def ListJobTypes(self, request):
+        d = self._admin.list_job_types(
+            request.producer_id, request.page_size, request.page_token
+        )
+        d.addCallback(
+            lambda page: admin_pb2.ListJobTypesResponse(
+                job_types=page[0], next_page_token=page[1]
             )
         )
-        return admin_pb2.CreateJobTypeResponse(job_type=job_type)
-
-    @unary
-    async def ListJobTypes(self, request, context):
-        job_types, token = await wait_for(
-            self._admin.list_job_types(
-                request.producer_id, request.page_size, request.page_token
-            )
-        )
-        return admin_pb2.ListJobTypesResponse(
-            job_types=job_types, next_page_token=token
-        )
+        return d
 
 
-def register(server, admin):
+def register(server, hop, admin):
     return add_servicer(
         server,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
         AdminServicer(admin),
+        hop,
     )

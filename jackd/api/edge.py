@@ -1,15 +1,22 @@
 """
-Helpers every servicer uses: awaiting Deferreds from asyncio handlers and
-turning ``JackError``s into gRPC status codes.
+How gRPC reaches Jack's Deferred-based code, and how ``JackError``s become
+gRPC status codes.
+
+Jack serves gRPC with grpcio's threaded server.  A call arrives on one of the
+server's threads, is decoded there, then runs on the reactor thread through
+a L{ReactorHop}: the servicer methods are ordinary Deferred-returning code
+and never see a thread.  The hop wakes the reactor once per batch of calls
+that arrived together, not once per call (see ``bench/results/NOTES.md``
+for why this model and not grpc.aio).
 """
 
-import asyncio
-import functools
+import collections
+import threading
 
 import grpc
 from google.protobuf.message import DecodeError
 from google.protobuf.message_factory import GetMessageClass
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -29,6 +36,7 @@ def describe(error) -> tuple[grpc.StatusCode, str]:
     """
     The status code and message for one failed item: a ``JackError`` maps
     to its code; anything else is a bug, logged and reported as INTERNAL.
+    On the reactor thread (it may log).
     """
     if isinstance(error, JackError):
         return status_code(error), error.message
@@ -37,44 +45,126 @@ def describe(error) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE
 
 
-async def wait_for(d):
+class Refusal:
+    """A call's answer when it fails: the status code and message to abort with."""
+
+    __slots__ = ("code", "message")
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        self.code = code
+        self.message = message
+
+
+class ShuttingDown(Exception):
+    """The hop was closed while a call waited for its answer."""
+
+
+class ReactorHop:
     """
-    The result of Deferred C{d}, awaited from a grpc.aio handler (which runs
-    on the same asyncio loop as Twisted's asyncio reactor).  A Deferred that
-    already fired answers without a round trip through the loop.
+    Runs Deferred-returning functions on the reactor thread for other
+    threads, which block until the Deferred fires.
+
+    A caller queues its call and waits on a lock of its own; the reactor is
+    woken once for every call queued while it was not yet draining, so calls
+    that arrive together cost one wake-up (``callFromThread``), not one each.
+
+    @param reactor: the reactor; it must be running for calls to finish.
     """
-    box = []
-    d.addBoth(box.append)
-    if not box:
-        future = asyncio.get_running_loop().create_future()
-        d.addCallback(lambda _: future.done() or future.set_result(None))
-        await future
-    result = box[0]
-    if isinstance(result, Failure):
-        result.raiseException()
-    return result
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self._lock = threading.Lock()
+        self._queued = collections.deque()
+        self._waking = False
+        self._waiting = set()  # calls not answered yet (for close)
+        self._closed = False
+
+    def call(self, function, *args):
+        """
+        From a thread that is not the reactor's: C{function(*args)} run on
+        the reactor thread, and the result of the Deferred it returns.
+
+        @raise ShuttingDown: the hop was closed before the answer came.
+        @raise Exception: whatever C{function} raised or failed with.
+        """
+        call = _Call(function, args)
+        with self._lock:
+            if self._closed:
+                raise ShuttingDown()
+            self._queued.append(call)
+            self._waiting.add(call)
+            wake, self._waking = not self._waking, True
+        if wake:
+            self._reactor.callFromThread(self._drain)
+        call.done.acquire()
+        with self._lock:
+            self._waiting.discard(call)
+        result = call.result
+        if isinstance(result, Failure):
+            result.raiseException()
+        return result
+
+    def _drain(self):
+        with self._lock:
+            batch, self._queued = self._queued, collections.deque()
+            self._waking = False
+        for call in batch:
+            maybeDeferred(call.function, *call.args).addBoth(call.answer)
+
+    def close(self):
+        """
+        Answer every call still waiting with L{ShuttingDown}, and refuse new
+        ones: after the gRPC server stopped, no thread may wait for ever.
+        """
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = self._waiting, set()
+            self._queued.clear()
+        for call in waiting:
+            call.answer(Failure(ShuttingDown()))
 
 
-def as_deferred(coroutine) -> Deferred:
-    """Run C{coroutine} on the asyncio loop under Twisted's asyncio reactor."""
-    return Deferred.fromFuture(asyncio.ensure_future(coroutine))
+class _Call:
+    __slots__ = ("function", "args", "done", "result", "answered")
+
+    def __init__(self, function, args):
+        self.function = function
+        self.args = args
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.result = None
+        self.answered = False
+
+    def answer(self, result):
+        """
+        On the reactor thread: the first answer wins (the Deferred may fire
+        after close() answered).
+        """
+        if not self.answered:
+            self.answered = True
+            self.result = result
+            self.done.release()
 
 
-def add_servicer(server, service, servicer) -> str:
+def add_servicer(server, service, servicer, hop) -> str:
     """
     Serve C{service} (a protobuf ``ServiceDescriptor`` of unary methods)
-    with C{servicer}'s methods of the same names.
+    with C{servicer}'s methods of the same names, each taking the decoded
+    request and returning a Deferred (or a value) on the reactor thread.
+    A method's ``JackError`` answers with its status code and message; any
+    other exception is a bug, logged and answered INTERNAL.
 
-    Unlike the generated ``add_*_to_server``, requests arrive as bytes and
-    are decoded here, so a malformed request (such as a string field that is
-    not UTF-8) answers INVALID_ARGUMENT instead of gRPC's UNKNOWN.
+    Requests arrive as bytes and are decoded here, so a malformed request
+    (such as a string field that is not UTF-8) answers INVALID_ARGUMENT
+    instead of gRPC's UNKNOWN.
 
+    @param hop: the L{ReactorHop} the calls take to the reactor thread.
     @return: the service's full name.
     """
     handlers = {}
     for method in service.methods:
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _decoding(getattr(servicer, method.name), GetMessageClass(method.input_type)),
+            _handler(getattr(servicer, method.name), GetMessageClass(method.input_type), hop),
             response_serializer=GetMessageClass(method.output_type).SerializeToString,
         )
     server.add_generic_rpc_handlers(
@@ -83,37 +173,49 @@ def add_servicer(server, service, servicer) -> str:
     return service.full_name
 
 
-def _decoding(handler, request_class):
-    async def decode_and_serve(data, context):
+def serving(method):
+    """
+    The reactor side of a call to servicer C{method}: a function taking the
+    decoded request and returning a Deferred that fires with the response,
+    or with a L{Refusal} (never fails).
+    """
+
+    def serve(request):
+        d = maybeDeferred(method, request)
+        d.addErrback(_refusal, method.__name__)
+        return d
+
+    return serve
+
+
+def _handler(method, request_class, hop):
+    serve = serving(method)
+
+    def decode_and_serve(data, context):
         try:
             request = request_class.FromString(data)
         except DecodeError as error:
-            await context.abort(
+            context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"request: not a valid {request_class.DESCRIPTOR.full_name} ({error})",
             )
-        return await handler(request, context)
+        try:
+            answer = hop.call(serve, request)
+        except ShuttingDown:
+            context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "Jack is shutting down: retry on another replica",
+            )
+        if isinstance(answer, Refusal):
+            context.abort(answer.code, answer.message)
+        return answer
 
+    decode_and_serve.__name__ = method.__name__
     return decode_and_serve
 
 
-def unary(handler):
-    """
-    Wrap a servicer method so that a ``JackError`` aborts the call with its
-    status code and message, and any other exception (a bug) is logged and
-    aborts with INTERNAL.
-    """
-
-    @functools.wraps(handler)
-    async def serve(self, request, context):
-        try:
-            return await handler(self, request, context)
-        except JackError as error:
-            await context.abort(status_code(error), error.message)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception:
-            _log.failure("Bug while serving {method}", method=handler.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-
-    return serve
+def _refusal(failure, name) -> Refusal:
+    if failure.check(JackError):
+        return Refusal(status_code(failure.value), failure.value.message)
+    _log.failure("Bug while serving {method}", failure, method=name)
+    return Refusal(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)

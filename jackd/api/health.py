@@ -5,16 +5,14 @@ jobs (the queue backend), ``jack.AdminService`` reports the config storage.
 From the first moment of shutdown everything reports NOT_SERVING.
 """
 
-import asyncio
-
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-
-from jackd.api.edge import as_deferred
+from twisted.python.threadpool import ThreadPool
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -23,28 +21,21 @@ JOBS_SERVICE = "jack.BackgroundJobs"
 ADMIN_SERVICE = "jack.AdminService"
 
 
-class _HealthServicer(health.aio.HealthServicer):
+class _HealthServicer(health.HealthServicer):
     """
-    The standard servicer, except that L{close} ends every ``Watch``
-    stream: a watcher (a load balancer, a client's health checking) would
-    otherwise hold shutdown for the whole grace period.
+    The standard servicer (its ``Watch`` streams hold no thread while they
+    wait), except that L{close} ends every ``Watch`` stream: a watcher (a
+    load balancer, a client's health checking) would otherwise hold
+    shutdown for the whole grace period.
     """
-
-    def __init__(self):
-        super().__init__()
-        self._closed = asyncio.Event()
 
     def close(self):
-        self._closed.set()
-
-    async def Watch(self, request, context):
-        watching = asyncio.ensure_future(super().Watch(request, context))
-        closed = asyncio.ensure_future(self._closed.wait())
-        await asyncio.wait({watching, closed}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (watching, closed):
-            task.cancel()
-        if watching.done() and not watching.cancelled():
-            watching.result()
+        with self._lock:
+            watchers = [
+                send for sends in self._send_response_callbacks.values() for send in sends
+            ]
+        for send in watchers:
+            send(None)  # ends the stream with OK
 
 
 class HealthService(Service):
@@ -76,18 +67,29 @@ class HealthService(Service):
         self._servicer = None
         self._loop = None
         self._statuses = {}
+        # Telling watchers of a change waits for gRPC to send it: done in a
+        # thread of its own, never on the reactor's, and one at a time so
+        # that changes arrive in order (while the service runs).
+        self._notifier = None
 
-    def register(self, server):
-        """Add the health servicer to a grpc.aio server (at server start)."""
+    def register(self, server, hop=None):
+        """Add the health servicer to the gRPC server (at server start)."""
         self._servicer = _HealthServicer()
         for name in self._checks:
             # Until the first check answers, nothing claims to be ready.
-            as_deferred(self._servicer.set(name, NOT_SERVING))
+            self._servicer.set(name, NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
         return health.SERVICE_NAME
 
+    def _notify(self, function, *args) -> Deferred:
+        from twisted.internet import reactor
+
+        return deferToThreadPool(reactor, self._notifier, function, *args)
+
     def startService(self):
         super().startService()
+        self._notifier = ThreadPool(1, 1, "health-notifier")
+        self._notifier.start()
         self._loop = LoopingCall(self.check_now)
         self._loop.clock = self._clock
         self._loop.start(self._interval, now=True)
@@ -137,7 +139,7 @@ class HealthService(Service):
                     service=name,
                     status=health_pb2.HealthCheckResponse.ServingStatus.Name(status),
                 )
-                changes.append(as_deferred(self._servicer.set(name, status)))
+                changes.append(self._notify(self._servicer.set, name, status))
         return gatherResults(changes)
 
     @inlineCallbacks
@@ -146,7 +148,7 @@ class HealthService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if self._servicer is not None:
-            yield as_deferred(self._servicer.enter_graceful_shutdown())
+            yield self._notify(self._servicer.enter_graceful_shutdown)
         self._log.info(
             "Shutting down: health is NOT_SERVING; draining for {delay}s "
             "before refusing new calls",
@@ -155,4 +157,6 @@ class HealthService(Service):
         if self._drain_delay > 0:
             yield deferLater(self._clock, self._drain_delay, lambda: None)
         if self._servicer is not None:
-            self._servicer.close()
+            yield self._notify(self._servicer.close)
+        self._notifier.stop()
+        self._notifier = None

@@ -5,7 +5,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from jackd.api.edge import as_deferred
+from jackd.aio import as_deferred
 from jackd.console.guard import LimitedRequest
 
 

@@ -28,7 +28,7 @@ from twisted.web.server import NOT_DONE_YET
 
 from jack.admin_pb2 import Producer
 from jack.job_pb2 import Queue
-from jackd.api.edge import as_deferred
+from jackd.aio import as_deferred
 from jackd.console import pages
 from jackd.console.guard import SESSION_COOKIE
 from jackd.console.style import CSS

@@ -4,6 +4,7 @@ with a grpc.aio client on the same asyncio loop.
 """
 
 import asyncio
+import threading
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -68,7 +69,7 @@ class ApiTestCase(TestCase):
         self.root = build_service(options, reactor, store=BuggyStore(), backend=self.backend)
         self.root.startService()
         server = self.root.getServiceNamed("grpc")
-        yield server.started
+        self.assertTrue((yield self.root.ready))
         self.stopped = False
         self.addCleanup(self.stop)
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
@@ -380,3 +381,59 @@ class ShutdownTests(ApiTestCase):
 
     async def statuses_now(self):
         return (await self.health.Check(health_pb2.HealthCheckRequest(service=""))).status
+
+
+class ThreadBoundTests(ApiTestCase):
+    argv = ["--grpc-threads", "2"]
+    timeout = 20
+
+    @asyncio_test
+    async def test_calls_beyond_the_threads_wait(self):
+        """
+        GRPC_THREADS bounds the calls Jack works on at once: with 2 threads
+        and 5 calls held by the backend, 2 reach it; the others wait for a
+        thread, and all of them are answered once the backend answers.
+        """
+        producer_id = await self.registered()
+        request = jobs_pb2.EnqueueRequest(producer_id=producer_id, job_type="email")
+        self.backend.gate = Deferred()
+        calls = [asyncio.ensure_future(self.jobs.Enqueue(request)) for _ in range(5)]
+        while len(self.backend.calls) < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        self.assertEqual(len(self.backend.calls), 2)
+        self.backend.gate.callback(None)
+        self.backend.gate = None
+        responses = await asyncio.gather(*calls)
+        self.assertEqual(
+            sorted(job.job_id for job in self.backend.published),
+            sorted(response.job_id for response in responses),
+        )
+
+
+class GraceTests(ApiTestCase):
+    argv = ["--shutdown-grace", "0.5s"]
+    timeout = 20
+
+    @asyncio_test
+    async def test_grace_ends_calls_and_frees_their_threads(self):
+        """
+        A call still unanswered when the grace period ends is ended by gRPC,
+        and its thread is released: the stop finishes and no gRPC handler
+        thread is left waiting (one would keep the process from exiting).
+        """
+        producer_id = await self.registered()
+        request = jobs_pb2.EnqueueRequest(producer_id=producer_id, job_type="email")
+        self.backend.gate = Deferred()  # never fired
+        in_flight = asyncio.ensure_future(self.status_of(self.jobs.Enqueue(request)))
+        while not self.backend.calls:
+            await asyncio.sleep(0.01)
+        await self.stop().asFuture(asyncio.get_running_loop())
+        code, _ = await in_flight
+        self.assertNotEqual(code, grpc.StatusCode.OK)
+        for _ in range(100):
+            handlers = [t for t in threading.enumerate() if t.name.startswith("grpc")]
+            if not handlers:
+                break
+            await asyncio.sleep(0.05)
+        self.assertEqual(handlers, [])

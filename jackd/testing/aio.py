@@ -2,7 +2,7 @@
 
 import functools
 
-from jackd.api.edge import as_deferred
+from jackd.aio import as_deferred
 
 
 def asyncio_test(test):
