@@ -14,20 +14,18 @@ Models:
   reactor thread (``blockingCallFromThread``) for a Deferred's result: the
   other way Jack's Deferred-based handlers could be reached.
 - ``threaded-batch-hop``: the same hop, but the reactor is woken once per
-  batch of waiting calls (`BatchedHop`), not once per call.
+  batch of waiting calls, not once per call: Jack's own edge
+  (``jackd.api.edge.ReactorHop``) with a handler that does nothing.
 
 Each prints ``READY`` once it listens, and stops on SIGTERM.
 """
 
 import argparse
-import collections
 import signal
 import sys
 import threading
 from concurrent import futures
 
-from twisted.internet.defer import maybeDeferred
-from twisted.python.failure import Failure
 
 SERVICE = "jack.BackgroundJobs"
 METHOD = "Enqueue"
@@ -151,50 +149,6 @@ def serve_threaded_hop(port, threads):
         reactor.callFromThread(reactor.stop)
 
 
-class BatchedHop:
-    """
-    Runs functions in the reactor thread for gRPC's handler threads, waking
-    the reactor once per batch instead of once per call: a handler queues
-    its call and blocks on a lock that the reactor releases when the
-    function's Deferred fires.  (``blockingCallFromThread`` costs a
-    ``callFromThread`` wake-up, a ``Queue`` and a ``Deferred`` per call.)
-    """
-
-    def __init__(self, reactor):
-        self._reactor = reactor
-        self._pending = collections.deque()
-        self._lock = threading.Lock()
-        self._scheduled = False
-
-    def call(self, function, *args):
-        """From a non-reactor thread: C{function(*args)}'s result, or raise."""
-        done = threading.Lock()
-        done.acquire()
-        box = [done]
-        with self._lock:
-            self._pending.append((function, args, box))
-            wake, self._scheduled = not self._scheduled, True
-        if wake:
-            self._reactor.callFromThread(self._drain)
-        done.acquire()
-        result = box[1]
-        if isinstance(result, Failure):
-            result.raiseException()
-        return result
-
-    def _drain(self):
-        with self._lock:
-            batch, self._pending = self._pending, collections.deque()
-            self._scheduled = False
-        for function, args, box in batch:
-            maybeDeferred(function, *args).addBoth(_finish, box)
-
-
-def _finish(result, box):
-    box.append(result)
-    box[0].release()
-
-
 def serve_threaded_batch_hop(port, threads):
     from twisted.internet import asyncioreactor
 
@@ -202,12 +156,14 @@ def serve_threaded_batch_hop(port, threads):
     from twisted.internet import reactor
     from twisted.internet.defer import succeed
 
+    from jackd.api.edge import ReactorHop
+
     answer = reply()
     thread = threading.Thread(
         target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
     )
     thread.start()
-    hop = BatchedHop(reactor)
+    hop = ReactorHop(reactor)
 
     def echo(request, context):
         return hop.call(succeed, answer)
