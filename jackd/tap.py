@@ -124,6 +124,10 @@ SETTINGS = (
             "for a thread). A call holds its thread until it is answered, so "
             "Enqueue's calls/s are at most GRPC_THREADS divided by the time "
             "one takes (with Pub/Sub: PUBSUB_BATCH_LATENCY and a round trip)."),
+    Setting("grpc-max-calls", "GRPC_MAX_CALLS", "1000", _positive_int,
+            "Most calls Jack holds at once, working or waiting for one of "
+            "GRPC_THREADS; more are refused at once with RESOURCE_EXHAUSTED, so "
+            "an overloaded Jack sheds calls instead of queueing them without end."),
     Setting("gcs-bucket", "GCS_BUCKET", "", str,
             "Google Cloud Storage bucket for producers and job types (its name "
             "alone, no gs://); unset keeps them in memory."),
@@ -454,6 +458,7 @@ def build_service(options, reactor, store=None, backend=None, on_start_failure=N
         grace=options["shutdown-grace"],
         max_receive_bytes=limits.grpc_receive_bytes(),
         threads=options["grpc-threads"],
+        max_calls=options["grpc-max-calls"],
         reactor=reactor,
     )
     root = JackService(on_start_failure=on_start_failure)

@@ -69,10 +69,16 @@ class ReactorHop:
     that arrive together cost one wake-up (``callFromThread``), not one each.
 
     @param reactor: the reactor; it must be running for calls to finish.
+    @param executor: the gRPC handler threads that wait in L{call} (a
+        C{ThreadPoolExecutor}, given to grpcio as the handlers'
+        C{experimental_thread_pool}), so that calls waiting for Jack cannot
+        take every thread of the server's own pool (health checks);
+        C{None}: the server's pool.
     """
 
-    def __init__(self, reactor):
+    def __init__(self, reactor, executor=None):
         self._reactor = reactor
+        self.executor = executor
         self._lock = threading.Lock()
         self._queued = collections.deque()
         self._waking = False
@@ -211,6 +217,8 @@ def _handler(method, request_class, hop):
         return answer
 
     decode_and_serve.__name__ = method.__name__
+    if hop.executor is not None:
+        decode_and_serve.experimental_thread_pool = hop.executor
     return decode_and_serve
 
 

@@ -5,14 +5,14 @@ jobs (the queue backend), ``jack.AdminService`` reports the config storage.
 From the first moment of shutdown everything reports NOT_SERVING.
 """
 
+from concurrent import futures
+
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -24,18 +24,93 @@ ADMIN_SERVICE = "jack.AdminService"
 class _HealthServicer(health.HealthServicer):
     """
     The standard servicer (its ``Watch`` streams hold no thread while they
-    wait), except that L{close} ends every ``Watch`` stream: a watcher (a
-    load balancer, a client's health checking) would otherwise hold
-    shutdown for the whole grace period.
+    wait), except that:
+
+    - it never holds its lock while gRPC sends: grpcio's send waits for the
+      server's ``_serve`` thread, which runs a closing stream's callback,
+      which takes that lock (the upstream servicer deadlocks the whole
+      server when a watcher leaves during a status change).  Sends are
+      queued, under the lock so each watcher gets its statuses in order, and
+      made by one thread of their own;
+    - L{close} ends every ``Watch`` stream (and any that starts later): a
+      watcher (a load balancer, a client's health checking) would otherwise
+      hold shutdown for the whole grace period.
     """
+
+    def __init__(self):
+        super().__init__()
+        self._sends = futures.ThreadPoolExecutor(1, thread_name_prefix="health-send")
+        self._closed = False
+
+    def _queue(self, send, response):
+        # Under self._lock.  Sends to a stream that ended return at once.
+        self._sends.submit(send, response)
+
+    def Watch(self, request, context, send_response_callback=None):
+        if send_response_callback is None:  # not grpcio's threaded server
+            return super().Watch(request, context, send_response_callback)
+        service = request.service
+        with self._lock:
+            status = self._server_status.get(
+                service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            )
+            response = health_pb2.HealthCheckResponse(status=status)
+            if not self._closed:
+                self._send_response_callbacks.setdefault(service, set()).add(
+                    send_response_callback
+                )
+                self._queue(send_response_callback, response)
+                closed = False
+            else:
+                closed = True
+        if closed:  # nothing else will be sent: end it here, lock not held
+            send_response_callback(response)
+            send_response_callback(None)
+            return None
+        if not context.add_callback(self._forget(send_response_callback, service)):
+            self._forget(send_response_callback, service)()
+        return None
+
+    def _forget(self, send_response_callback, service):
+        # Run by gRPC's _serve thread when the stream ends: the lock is only
+        # ever held for moments, never across a send.
+        def forget():
+            with self._lock:
+                self._send_response_callbacks.get(service, set()).discard(
+                    send_response_callback
+                )
+
+        return forget
+
+    def set(self, service, status):
+        with self._lock:
+            if self._gracefully_shutting_down:
+                return
+            self._set(service, status)
+
+    def _set(self, service, status):
+        self._server_status[service] = status
+        for send in self._send_response_callbacks.get(service, ()):
+            self._queue(send, health_pb2.HealthCheckResponse(status=status))
+
+    def enter_graceful_shutdown(self):
+        with self._lock:
+            if self._gracefully_shutting_down:
+                return
+            for service in self._server_status:
+                self._set(service, NOT_SERVING)
+            self._gracefully_shutting_down = True
 
     def close(self):
         with self._lock:
-            watchers = [
-                send for sends in self._send_response_callbacks.values() for send in sends
-            ]
-        for send in watchers:
-            send(None)  # ends the stream with OK
+            self._closed = True
+            for sends in self._send_response_callbacks.values():
+                for send in sends:
+                    self._queue(send, None)  # ends the stream with OK
+            self._send_response_callbacks.clear()
+        # The sending thread ends once the queue is empty; at interpreter
+        # exit it is joined, after gRPC ended every stream.
+        self._sends.shutdown(wait=False)
 
 
 class HealthService(Service):
@@ -67,10 +142,6 @@ class HealthService(Service):
         self._servicer = None
         self._loop = None
         self._statuses = {}
-        # Telling watchers of a change waits for gRPC to send it: done in a
-        # thread of its own, never on the reactor's, and one at a time so
-        # that changes arrive in order (while the service runs).
-        self._notifier = None
 
     def register(self, server, hop=None):
         """Add the health servicer to the gRPC server (at server start)."""
@@ -81,15 +152,8 @@ class HealthService(Service):
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
         return health.SERVICE_NAME
 
-    def _notify(self, function, *args) -> Deferred:
-        from twisted.internet import reactor
-
-        return deferToThreadPool(reactor, self._notifier, function, *args)
-
     def startService(self):
         super().startService()
-        self._notifier = ThreadPool(1, 1, "health-notifier")
-        self._notifier.start()
         self._loop = LoopingCall(self.check_now)
         self._loop.clock = self._clock
         self._loop.start(self._interval, now=True)
@@ -128,8 +192,7 @@ class HealthService(Service):
 
     def _publish(self, results):
         if not self.running or self._servicer is None:
-            return None
-        changes = []
+            return
         for name, ok in results.items():
             status = SERVING if ok else NOT_SERVING
             if self._statuses.get(name) != status:
@@ -139,8 +202,7 @@ class HealthService(Service):
                     service=name,
                     status=health_pb2.HealthCheckResponse.ServingStatus.Name(status),
                 )
-                changes.append(self._notify(self._servicer.set, name, status))
-        return gatherResults(changes)
+                self._servicer.set(name, status)
 
     @inlineCallbacks
     def stopService(self):
@@ -148,7 +210,7 @@ class HealthService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         if self._servicer is not None:
-            yield self._notify(self._servicer.enter_graceful_shutdown)
+            self._servicer.enter_graceful_shutdown()
         self._log.info(
             "Shutting down: health is NOT_SERVING; draining for {delay}s "
             "before refusing new calls",
@@ -157,6 +219,4 @@ class HealthService(Service):
         if self._drain_delay > 0:
             yield deferLater(self._clock, self._drain_delay, lambda: None)
         if self._servicer is not None:
-            yield self._notify(self._servicer.close)
-        self._notifier.stop()
-        self._notifier = None
+            self._servicer.close()

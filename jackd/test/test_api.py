@@ -411,6 +411,32 @@ class ThreadBoundTests(ApiTestCase):
         )
 
 
+class MaxCallsTests(ApiTestCase):
+    argv = ["--grpc-threads", "2", "--grpc-max-calls", "3"]
+    timeout = 20
+
+    @asyncio_test
+    async def test_calls_beyond_the_bound_are_refused(self):
+        """
+        GRPC_MAX_CALLS bounds the calls held at once: with 2 threads and a
+        bound of 3, of 5 calls held by the backend 2 are worked on, 1 waits
+        for a thread and 2 are refused at once with RESOURCE_EXHAUSTED.
+        """
+        producer_id = await self.registered()
+        request = jobs_pb2.EnqueueRequest(producer_id=producer_id, job_type="email")
+        self.backend.gate = Deferred()
+        held = []
+        for _ in range(3):
+            held.append(asyncio.ensure_future(self.status_of(self.jobs.Enqueue(request))))
+            await asyncio.sleep(0.1)
+        refused = [await self.status_of(self.jobs.Enqueue(request, timeout=5)) for _ in range(2)]
+        self.assertEqual([code for code, _ in refused], [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)
+        self.backend.gate.callback(None)
+        self.backend.gate = None
+        self.assertEqual([code for code, _ in await asyncio.gather(*held)], [grpc.StatusCode.OK] * 3)
+        self.assertEqual(len(self.backend.published), 3)
+
+
 class GraceTests(ApiTestCase):
     argv = ["--shutdown-grace", "0.5s"]
     timeout = 20
@@ -437,3 +463,57 @@ class GraceTests(ApiTestCase):
                 break
             await asyncio.sleep(0.05)
         self.assertEqual(handlers, [])
+
+
+class StarvationTests(ApiTestCase):
+    argv = ["--grpc-threads", "2"]
+    timeout = 20
+
+    @asyncio_test
+    async def test_health_check_answers_while_calls_are_held(self):
+        """
+        Health Check must answer while every gRPC thread waits for a slow
+        backend (a readiness/liveness probe failing here takes a busy
+        replica out, or gets it restarted). grpc.aio answered it at once.
+        """
+        producer_id = await self.registered()
+        request = jobs_pb2.EnqueueRequest(producer_id=producer_id, job_type="email")
+        self.backend.gate = Deferred()
+        held = [asyncio.ensure_future(self.jobs.Enqueue(request)) for _ in range(2)]
+        while len(self.backend.calls) < 2:
+            await asyncio.sleep(0.01)
+        try:
+            status = await self.status_of(
+                self.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2))
+            self.assertEqual(status, (grpc.StatusCode.OK, ""))
+        finally:
+            self.backend.gate.callback(None)
+            self.backend.gate = None
+            await asyncio.gather(*held)
+
+    @asyncio_test
+    async def test_open_reflection_streams_do_not_starve_enqueue(self):
+        """
+        Reflection streams a client keeps open (grpcurl/grpcui/Postman
+        sessions) each hold a gRPC thread for as long as they stay open:
+        GRPC_THREADS of them and no Enqueue is ever served.
+        """
+        producer_id = await self.registered()
+        call = self.channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        streams = []
+        for _ in range(2):
+            stream = call()
+            await stream.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await stream.read()  # answered; the stream stays open, as a UI's does
+            streams.append(stream)
+        try:
+            status = await self.status_of(self.jobs.Enqueue(
+                jobs_pb2.EnqueueRequest(producer_id=producer_id, job_type="email"), timeout=3))
+            self.assertEqual(status, (grpc.StatusCode.OK, ""))
+        finally:
+            for stream in streams:
+                stream.cancel()

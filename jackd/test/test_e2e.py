@@ -8,12 +8,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from jack import admin_pb2, admin_pb2_grpc, jobs_pb2, jobs_pb2_grpc
@@ -262,3 +264,41 @@ class StartErrorTests(TestCase):
         for setting in SETTINGS:
             self.assertIn(f"--{setting.option}=", text)
             self.assertIn(f"env {setting.env};", text)
+
+
+class WatchDeadlockTests(TestCase):
+    timeout = 60
+
+    def test_watchers_leaving_at_shutdown(self):
+        """
+        Health watchers that hang up when they see NOT_SERVING (as a load
+        balancer may): the stop finishes after the drain, instead of a
+        closing stream and a status send waiting on each other for ever.
+        """
+        return deferToThread(self._scenario)
+
+    def _scenario(self):
+        jack = JackProcess(args=["--drain-delay", "1s", "--shutdown-grace", "2s"])
+        jack.start()
+        self.addCleanup(jack.stop, 5)
+        stub = health_pb2_grpc.HealthStub(jack.channel())
+        seen = threading.Semaphore(0)
+
+        def watch(service):
+            call = stub.Watch(health_pb2.HealthCheckRequest(service=service))
+            try:
+                for response in call:
+                    if response.status == health_pb2.HealthCheckResponse.SERVING:
+                        seen.release()
+                    else:
+                        call.cancel()
+            except grpc.RpcError:
+                pass
+
+        services = ["", "jack.BackgroundJobs", "jack.AdminService"] * 3
+        for service in services:
+            threading.Thread(target=watch, args=(service,), daemon=True).start()
+        for _ in services:
+            self.assertTrue(seen.acquire(timeout=10))
+        jack.signal(signal.SIGTERM)
+        self.assertEqual(jack.wait(15), -signal.SIGTERM)
