@@ -160,13 +160,14 @@ SETTINGS = (
             "otherwise a missing topic stops the start."),
     Setting("pubsub-publish-timeout", "PUBSUB_PUBLISH_TIMEOUT", "10s", _positive_duration,
             "How long Enqueue waits for Pub/Sub to confirm a job before "
-            "answering UNAVAILABLE (the client library's retries stop then too)."),
+            "answering UNAVAILABLE (retries of a failed publish stop then too)."),
     Setting("pubsub-max-outstanding", "PUBSUB_MAX_OUTSTANDING", "10000", _positive_int,
             "Most jobs waiting for Pub/Sub at once; more get RESOURCE_EXHAUSTED."),
     Setting("pubsub-max-outstanding-bytes", "PUBSUB_MAX_OUTSTANDING_BYTES", "100MiB",
             _positive_size, "Most message bytes waiting for Pub/Sub at once."),
     Setting("pubsub-batch-latency", "PUBSUB_BATCH_LATENCY", "10ms", parse_duration,
-            "How long the Pub/Sub client waits to fill a batch before sending it."),
+            "How long an Enqueue waits for others to the same Pub/Sub topic, to "
+            "publish them in one request (EnqueueBulk's jobs go at once)."),
     Setting("max-payload-bytes", "MAX_PAYLOAD_BYTES", "1MiB", _positive_size,
             "Largest job payload (bytes, or with a unit: KiB, MiB, GiB, KB, MB, GB)."),
     Setting("max-bulk-jobs", "MAX_BULK_JOBS", "1000", _positive_int,

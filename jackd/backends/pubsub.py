@@ -1,24 +1,36 @@
 """
 The Google Cloud Pub/Sub queue backend: the production path.
 
-Each job is published, through the official ``google-cloud-pubsub``
-``PublisherClient``, to the topic of its queue.  The message body is the
+Each job is published to the topic of its queue.  The message body is the
 ``jack.Job`` envelope (protobuf binary); the routing fields are message
 attributes, so a subscription can filter on them.
 
-Threads: the client publishes from threads of its own and completes its
-futures there.  Nothing here touches reactor state from those threads:
-completions hop to the reactor with ``callFromThread``, and the client's
-blocking calls (topic checks, ``stop``) run through ``deferToThread``.
+Jack batches the messages itself, on the reactor thread: per topic, the jobs
+due go into one ``PublishRequest`` (at most L{MAX_PUBLISH_REQUEST_MESSAGES}
+messages and L{MAX_PUBLISH_REQUEST_BYTES} bytes, Pub/Sub's limits).  A
+C{publish} of several jobs (an EnqueueBulk, a batch of due jobs) sends its
+requests once the reactor turn ends (with the jobs of the other calls of
+that turn); a C{publish} of one job waits up to C{batch_latency} for others
+to the same topic.  Each request is one gRPC call, started without
+blocking, over the channel of the official client's transport
+(``google-cloud-pubsub``'s ``PublisherClient`` makes the channel, with its
+credentials and reconnect settings, and runs the topic checks); retryable
+errors are retried from the reactor until the publish timeout.
+
+Threads: gRPC completes its calls on a thread of its own.  Nothing here
+touches reactor state from there: finished requests hop to the reactor with
+``callFromThread``, together (one wake-up for all those that finished
+meanwhile), and the client's blocking calls (topic checks, closing the
+channel) run through ``deferToThread``.
 """
 
+import random
 import threading
 from functools import partial
 
 from google.api_core import exceptions as api_exceptions
-from google.api_core import retry as api_retry
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, TimeoutError, inlineCallbacks, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -28,17 +40,24 @@ from jackd.backends.noop import queue_name
 from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
 from jackd.interfaces import IQueueBackend
 
-# Pub/Sub's own limits, which the client library does not check (the
-# attribute ones) or checks only by raising from publish() (the size).
+# Pub/Sub's own limits: per publish request (messages, encoded bytes) and
+# per message attribute.
 MAX_PUBLISH_REQUEST_BYTES = 10_000_000
+MAX_PUBLISH_REQUEST_MESSAGES = 1000
 MAX_ATTRIBUTES = 100
 MAX_ATTRIBUTE_KEY_BYTES = 256
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
 
 QUEUES = (Queue.QUEUE_IMMEDIATE, Queue.QUEUE_HIGH, Queue.QUEUE_MEDIUM, Queue.QUEUE_LOW)
 DEFAULT_TOPICS = {queue: f"jack-{queue_name(queue)}" for queue in QUEUES}
+_QUEUE_NAMES = {queue: queue_name(queue) for queue in QUEUES}
 
-# The errors the library retries by default, until our publish timeout.
+# The errors the client library retries by default: Jack retries them too,
+# until the publish timeout, with the library's exponential backoff (a
+# random wait up to 0.1 s, then up to twice as long each time, up to 5 s).
+RETRY_INITIAL = 0.1
+RETRY_MULTIPLIER = 2.0
+RETRY_MAXIMUM = 5.0
 _RETRYABLE = (
     api_exceptions.Aborted,
     api_exceptions.Cancelled,
@@ -98,14 +117,40 @@ def attributes_of(job) -> dict:
         "job_id": job.job_id,
         "producer_id": job.producer_id,
         "job_type": job.job_type,
-        "queue": queue_name(job.queue),
-        "enqueued_at": job.enqueued_at.ToJsonString(),
-        "run_at": job.run_at.ToJsonString(),
+        "queue": _QUEUE_NAMES.get(job.queue) or queue_name(job.queue),
+        "enqueued_at": _json_time(job.enqueued_at),
+        "run_at": _json_time(job.run_at),
         "max_retries": str(job.max_retries),
     }
     if job.trace_id:
         attributes["trace_id"] = job.trace_id
     return attributes
+
+
+# The last whole second _json_time formatted, and its text: the jobs of a
+# burst share their second, and datetime's formatting is most of the cost.
+_last_second = (None, "")
+
+
+def _json_time(timestamp) -> str:
+    """
+    C{timestamp.ToJsonString()} (RFC 3339, ``Z``, 0, 3, 6 or 9 fractional
+    digits), character for character, formatting each second only once.
+    """
+    global _last_second
+    seconds, nanos = timestamp.seconds, timestamp.nanos
+    known, prefix = _last_second
+    if known != seconds or not 0 <= nanos < 1_000_000_000:
+        text = timestamp.ToJsonString()  # and its checks of the range
+        _last_second = (seconds, text[:19])  # "YYYY-MM-DDTHH:MM:SS"
+        return text
+    if not nanos:
+        return prefix + "Z"
+    if not nanos % 1_000_000:
+        return f"{prefix}.{nanos // 1_000_000:03d}Z"
+    if not nanos % 1000:
+        return f"{prefix}.{nanos // 1000:06d}Z"
+    return f"{prefix}.{nanos:09d}Z"
 
 
 def _field_size(length: int) -> int:
@@ -117,11 +162,15 @@ def _varint_size(value: int) -> int:
     return max(1, (value.bit_length() + 6) // 7)
 
 
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def request_size(topic_path: str, data_size: int, attributes: dict) -> int:
     """
-    The encoded size of a ``PublishRequest`` carrying one message, as the
-    client measures it against Pub/Sub's limit, computed without building
-    (and copying the payload into) the message.
+    The encoded size of a ``PublishRequest`` carrying one message, as
+    Pub/Sub measures it against its limit, computed without building (and
+    copying the payload into) the message.
     """
     message = _field_size(data_size) if data_size else 0
     for key, value in attributes.items():
@@ -130,11 +179,13 @@ def request_size(topic_path: str, data_size: int, attributes: dict) -> int:
     return _field_size(len(topic_path.encode("utf-8"))) + _field_size(message)
 
 
-def check_message(topic_path, data_size, attributes) -> None:
+def check_message(topic_path, data_size, attributes) -> int:
     """
     Refuse a message real Pub/Sub would refuse.
 
     @param data_size: the length of the message body.
+    @return: L{request_size}: the bytes of a request carrying the message
+        alone.
     @raise InvalidArgument: over the request size or an attribute limit;
         the field is the attribute (for ``trace_id``, the request field of
         the same name) or ``payload``.
@@ -144,26 +195,92 @@ def check_message(topic_path, data_size, attributes) -> None:
             "attributes",
             f"are {len(attributes)}; Pub/Sub allows at most {MAX_ATTRIBUTES}",
         )
+    # Sizes as in request_size, inlined (this runs for every job), with the
+    # varints of lengths under 16384 (attributes within their limits).
+    message = _field_size(data_size) if data_size else 0
     for key, value in attributes.items():
-        key_bytes = len(key.encode("utf-8"))
+        key_bytes = len(key) if key.isascii() else len(key.encode("utf-8"))
+        value_bytes = len(value) if value.isascii() else len(value.encode("utf-8"))
         if key_bytes > MAX_ATTRIBUTE_KEY_BYTES:
             raise InvalidArgument(
                 key, f"is a {key_bytes}-byte attribute name; Pub/Sub allows at "
                 f"most {MAX_ATTRIBUTE_KEY_BYTES} bytes",
             )
-        value_bytes = len(value.encode("utf-8"))
         if value_bytes > MAX_ATTRIBUTE_VALUE_BYTES:
             raise InvalidArgument(
                 key, f"is {value_bytes} bytes as a message attribute; Pub/Sub "
                 f"allows at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes",
             )
-    size = request_size(topic_path, data_size, attributes)
+        entry = (key_bytes + (2 if key_bytes < 128 else 3)
+                 + value_bytes + (2 if value_bytes < 128 else 3))
+        message += entry + (2 if entry < 128 else 3)
+    size = _field_size(_utf8_size(topic_path)) + _field_size(message)
     if size > MAX_PUBLISH_REQUEST_BYTES:
         raise InvalidArgument(
             "payload",
             f"makes a {size}-byte Pub/Sub message with its attributes; Pub/Sub "
             f"accepts at most {MAX_PUBLISH_REQUEST_BYTES} bytes",
         )
+    return size
+
+
+class _Call:
+    """
+    One C{publish} call: its outcomes, and how many of its jobs Pub/Sub has
+    still to confirm or refuse.  The call holds one count of its own while
+    it hands its jobs out, so that it is never answered half-way.
+    """
+
+    __slots__ = ("outcomes", "waiting", "answer", "timer")
+
+    def __init__(self, outcomes):
+        self.outcomes = outcomes
+        self.waiting = 1
+        self.answer = Deferred()
+        self.timer = None
+
+    def settle(self, index, outcome):
+        if not self.waiting:
+            return  # answered already: timed out
+        self.outcomes[index] = outcome
+        self.waiting -= 1
+        if not self.waiting:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.answer.callback(self.outcomes)
+
+
+# The outcome of a job Pub/Sub has not answered for yet.
+_PENDING = object()
+
+
+class _Request:
+    """
+    One ``PublishRequest`` to a topic: filled on the reactor thread, then
+    sent (and retried) as a whole.
+
+    @ivar message: the ``PublishRequest`` (protobuf), messages in job order.
+    @ivar jobs: C{(call, index, job, size)} per message: whose outcome it
+        is, and its bytes as counted against the outstanding bound.
+    @ivar size: the encoded bytes of C{message}.
+    @ivar deadline: when the first job put in it times out (reactor
+        seconds): no attempt starts after it.
+    @ivar timer: the batch latency's while filling, then a retry's.
+    @ivar soon: whether C{timer} sends it at the end of this reactor turn.
+    @ivar backoff: the longest wait before the next retry.
+    """
+
+    __slots__ = ("topic", "message", "jobs", "size", "deadline", "timer", "soon", "backoff")
+
+    def __init__(self, topic, message, size, deadline):
+        self.topic = topic
+        self.message = message
+        self.jobs = []
+        self.size = size
+        self.deadline = deadline
+        self.timer = None
+        self.soon = False
+        self.backoff = RETRY_INITIAL
 
 
 @implementer(IQueueBackend)
@@ -175,13 +292,15 @@ class PubSubBackend(Service):
     @param create_topics: create missing topics at start (and when a
         health check finds one gone) instead of refusing to start.
     @param publish_timeout: seconds after which a publish Pub/Sub has not
-        confirmed answers ``Unavailable``; the library's retries stop then.
+        confirmed answers ``Unavailable``; retries stop then.
     @param max_outstanding: the most jobs waiting for Pub/Sub at once;
         more are refused with ``ResourceExhausted``.
     @param max_outstanding_bytes: the same bound, in message bytes.
-    @param batch_latency: seconds the client waits to fill a batch; at
-        most half of C{publish_timeout}, or jobs would time out waiting for
-        their batch and be delivered all the same.
+    @param batch_latency: seconds a job published alone waits for others to
+        the same topic, to share one request with them; at most half of
+        C{publish_timeout}, or jobs would time out waiting for their batch
+        and be delivered all the same.  The jobs of a C{publish} call of
+        several go when the reactor turn ends.
     @param reactor: the reactor (timers and thread hops).
     """
 
@@ -209,18 +328,33 @@ class PubSubBackend(Service):
             queue: f"projects/{project}/topics/{name}"
             for queue, name in (topics or DEFAULT_TOPICS).items()
         }
+        # The bytes of each topic's field in a request.
+        self._topic_sizes = {
+            path: _field_size(_utf8_size(path)) for path in self._topics.values()
+        }
         self._create_topics = create_topics
         self._publish_timeout = publish_timeout
         self._max_outstanding = max_outstanding
         self._max_outstanding_bytes = max_outstanding_bytes
         self._batch_latency = batch_latency
         self._publisher = None
+        # The Publish call on the client's channel (None: not running), the
+        # request class, and the metadata of each topic's calls.
+        self._publish_rpc = None
+        self._request_class = None
+        self._metadata = {}
+        self._rpc_error = None  # grpc.RpcError, imported at start
+        # Jobs admitted and not yet confirmed or refused by Pub/Sub (also
+        # those whose caller was answered already: timed out).
         self._outstanding = 0
         self._outstanding_bytes = 0
-        # Deferreds that fire when the client finished a publish (confirmed
-        # or failed): shutdown waits for all of them.
-        self._in_flight = set()
-        # Finished publishes waiting for their hop to the reactor thread.
+        # The request being filled, per topic.
+        self._batches = {}
+        # Requests sent and not finished (in flight, or waiting to retry),
+        # and Deferreds waiting for there to be none (stopService).
+        self._sending = set()
+        self._drained = []
+        # Finished calls waiting for their hop to the reactor thread.
         self._completions_lock = threading.Lock()
         self._completions = []
         self._hop_pending = False
@@ -250,30 +384,34 @@ class PubSubBackend(Service):
 
     @inlineCallbacks
     def _start(self):
+        import grpc
+        from google.api_core.gapic_v1 import routing_header
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import pubsub_v1
+        from google.pubsub_v1.services.publisher.transports.base import DEFAULT_CLIENT_INFO
+        from google.pubsub_v1.types import PublishRequest, PublishResponse
 
         # Made here, after twistd's fork: gRPC must not start before it.
         try:
-            self._publisher = pubsub_v1.PublisherClient(
-                batch_settings=pubsub_v1.types.BatchSettings(
-                    max_latency=self._batch_latency
-                ),
-                transport=_transport_class(),
-            )
+            self._publisher = pubsub_v1.PublisherClient(transport=_transport_class())
         except DefaultCredentialsError as error:
             raise ConfigError(f"Pub/Sub: no Google credentials: {_first_line(error)}")
-        # The library's deadline starts when a batch is sent, up to
-        # batch_latency after the enqueue: together, within the timeout.
-        retry_for = self._publish_timeout - self._batch_latency
-        self._retry = api_retry.Retry(
-            initial=0.1,
-            maximum=min(5.0, retry_for),
-            multiplier=2,
-            predicate=api_retry.if_exception_type(*_RETRYABLE),
-            timeout=retry_for,
+        # Publish on the transport's own channel (credentials, reconnect
+        # backoff), not through its logging interceptor: with DEBUG logging
+        # on, that waits for each call's result, which would block the
+        # reactor.  The metadata is what the library's publish sends.
+        self._rpc_error = grpc.RpcError
+        self._request_class = PublishRequest.pb()
+        self._publish_rpc = self._publisher.transport.grpc_channel.unary_unary(
+            "/google.pubsub.v1.Publisher/Publish",
+            request_serializer=self._request_class.SerializeToString,
+            response_deserializer=PublishResponse.pb().FromString,
         )
-        self._rpc_timeout = retry_for
+        client = DEFAULT_CLIENT_INFO.to_grpc_metadata()
+        self._metadata = {
+            path: (client, routing_header.to_grpc_metadata((("topic", path),)))
+            for path in self._topics.values()
+        }
         result = yield deferToThread(self._check_topics)
         if not self.running:
             return  # stopped while checking: nothing to report
@@ -342,26 +480,35 @@ class PubSubBackend(Service):
         super().stopService()
         if self._publisher is None:
             return
-        waiting = len(self._in_flight)
         self._log.info(
-            "Flushing the Pub/Sub publisher: {count} job(s) in flight", count=waiting
+            "Flushing the Pub/Sub publisher: {count} job(s) in flight",
+            count=self._outstanding,
         )
-        # stop() sends what is batched and refuses later publishes; the
-        # futures say when each message is confirmed or failed for good.
-        yield deferToThread(self._publisher.stop)
-        # Every publish ends within the timeout; wait a little longer, never
-        # for ever (a client thread that died would leave futures pending).
-        flushed = DeferredList(list(self._in_flight))
-        flushed.addTimeout(self._publish_timeout + 5.0, self._reactor, lambda *_: None)
-        try:
-            yield flushed
-        except Exception:
-            self._log.error(
-                "Pub/Sub did not settle {count} publish(es) in time; stopping "
-                "without their outcome (they may still be delivered)",
-                count=len(self._in_flight),
-            )
+        # Send what is batched; later publishes are refused (not running).
+        for request in list(self._batches.values()):
+            self._send(request)
+        if self._sending:
+            # Every request ends within the timeout; wait a little longer,
+            # never for ever.
+            drained = Deferred()
+            self._drained.append(drained)
+            drained.addTimeout(self._publish_timeout + 5.0, self._reactor)
+            try:
+                yield drained
+            except TimeoutError:
+                self._log.error(
+                    "Pub/Sub did not settle {count} publish request(s) in time; "
+                    "stopping without their outcome (they may still be delivered)",
+                    count=len(self._sending),
+                )
         publisher, self._publisher = self._publisher, None
+        self._publish_rpc = None  # no attempt starts after this
+        for request in list(self._sending):
+            if request.timer is not None:  # waiting to retry: give up
+                request.timer.cancel()
+                request.timer = None
+                self._finish(request, api_exceptions.Cancelled("Jack is shutting down"))
+        # Closing the channel ends the calls still in flight (as CANCELLED).
         yield deferToThread(publisher.transport.close)
         self._log.info("Pub/Sub publisher flushed")
 
@@ -372,63 +519,69 @@ class PubSubBackend(Service):
 
     def publish(self, jobs):
         outcomes = [None] * len(jobs)
-        waiting = {}  # index -> Deferred firing with that job's outcome
+        call = _Call(outcomes)
+        touched = {}  # topic -> the request being filled when last added to
         for index, job in enumerate(jobs):
-            refusal, done = self._submit(job)
-            if done is None:
+            topic = self._topics[job.queue]
+            data = job.SerializeToString()
+            attributes = attributes_of(job)
+            try:
+                size = check_message(topic, len(data), attributes)
+            except InvalidArgument as error:
+                outcomes[index] = error
+                continue
+            refusal = self._refusal(len(data))
+            if refusal is not None:
                 outcomes[index] = refusal
-            else:
-                waiting[index] = done
-        if not waiting:
-            return succeed(outcomes)
-        # One answer for the call: every outcome, or Unavailable for those
-        # Pub/Sub has not confirmed once the timeout passes (the client may
-        # still deliver them: their outcome is unknown).
-        answer = Deferred()
-
-        def timed_out():
-            self._failed_at = self._reactor.seconds()
-            for index in waiting:
-                outcomes[index] = Unavailable(
-                    f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
-                    "it may still be delivered: retry, and let consumers dedupe on job_id"
+                continue
+            size -= self._topic_sizes[topic]  # the message's share of a request
+            request = self._batches.get(topic)
+            if request is not None and request.size + size > MAX_PUBLISH_REQUEST_BYTES:
+                self._send(request)
+                request = None
+            if request is None:
+                request = self._batches[topic] = _Request(
+                    topic,
+                    self._request_class(topic=topic),
+                    self._topic_sizes[topic],
+                    self._reactor.seconds() + self._publish_timeout,
                 )
-            waiting.clear()
-            answer.callback(outcomes)
+            request.message.messages.add(data=data, attributes=attributes)
+            request.size += size
+            request.jobs.append((call, index, job, len(data)))
+            self._outstanding += 1
+            self._outstanding_bytes += len(data)
+            outcomes[index] = _PENDING
+            call.waiting += 1
+            if len(request.jobs) == MAX_PUBLISH_REQUEST_MESSAGES:
+                self._send(request)
+            else:
+                touched[topic] = request
+        # Jobs published alone wait for company up to the batch latency;
+        # the jobs of a call of several are a batch already: they go once
+        # this reactor turn ends, with those of the other calls of the turn.
+        latency = self._batch_latency if len(jobs) == 1 else 0
+        for request in touched.values():
+            if self._batches.get(request.topic) is not request:
+                continue  # sent already
+            if request.timer is None or (not latency and not request.soon):
+                if request.timer is not None:
+                    request.timer.cancel()
+                request.timer = self._reactor.callLater(latency, self._latency_passed, request)
+                request.soon = not latency
+        call.waiting -= 1  # the call's own count: every job is handed out
+        if not call.waiting:
+            return succeed(outcomes)
+        call.timer = self._reactor.callLater(self._publish_timeout, self._timed_out, call)
+        return call.answer
 
-        timer = self._reactor.callLater(self._publish_timeout, timed_out)
-
-        def settle(outcome, index):
-            if waiting.pop(index, None) is None:
-                return  # answered already: timed out
-            outcomes[index] = outcome
-            if not waiting:
-                timer.cancel()
-                answer.callback(outcomes)
-
-        for index, done in list(waiting.items()):
-            done.addCallback(settle, index)
-        return answer
-
-    def _submit(self, job):
+    def _refusal(self, size):
         """
-        Hand C{job} to the client.
-
-        @return: C{(refusal, None)} when it is refused before publishing
-            (a ``JackError``), else C{(None, done)}: a Deferred firing on
-            the reactor thread with C{None} once Pub/Sub returned a message
-            id, or with the ``JackError`` that refused the job.
+        Why a valid job of C{size} bytes cannot be taken now: a
+        ``JackError``, or C{None} when it can.
         """
-        topic = self._topics[job.queue]
-        data = job.SerializeToString()
-        attributes = attributes_of(job)
-        try:
-            check_message(topic, len(data), attributes)
-        except InvalidArgument as error:
-            return error, None
-        if self._publisher is None or not self.running:
-            return Unavailable("the Pub/Sub backend is not running"), None
-        size = len(data)
+        if self._publish_rpc is None or not self.running:
+            return Unavailable("the Pub/Sub backend is not running")
         if self._outstanding and (
             self._outstanding + 1 > self._max_outstanding
             or self._outstanding_bytes + size > self._max_outstanding_bytes
@@ -437,30 +590,69 @@ class PubSubBackend(Service):
                 f"{self._outstanding} jobs ({self._outstanding_bytes} bytes) are "
                 "already waiting for Pub/Sub, the most this Jack holds "
                 "(PUBSUB_MAX_OUTSTANDING, PUBSUB_MAX_OUTSTANDING_BYTES); retry later"
-            ), None
-        try:
-            future = self._publisher.publish(
-                topic, data, retry=self._retry, timeout=self._rpc_timeout, **attributes
             )
-        except RuntimeError:  # stop() already ran: Jack is shutting down
-            return Unavailable("Jack is shutting down: retry on another replica"), None
-        self._outstanding += 1
-        self._outstanding_bytes += size
-        done = Deferred()
-        self._in_flight.add(done)
-        future.add_done_callback(partial(self._completed, done))
-        done.addCallback(self._finished, size, job)
-        done.addBoth(_passing(self._in_flight.discard, done))
-        return None, done
+        return None
 
-    def _completed(self, done, future):
+    def _timed_out(self, call):
         """
-        A publish finished: runs on a client thread (or here, if it was
-        done already).  Completions queue up and hop to the reactor thread
-        together, one wake-up for a whole batch rather than one per job.
+        The publish timeout passed before Pub/Sub answered for all of
+        C{call}'s jobs: those it has not answered for are Unavailable (their
+        request may still succeed: their outcome is unknown).
+        """
+        self._failed_at = self._reactor.seconds()
+        outcomes = call.outcomes
+        for index, outcome in enumerate(outcomes):
+            if outcome is _PENDING:
+                outcomes[index] = Unavailable(
+                    f"Pub/Sub did not confirm the job within {self._publish_timeout}s; "
+                    "it may still be delivered: retry, and let consumers dedupe on job_id"
+                )
+        call.waiting = 0
+        call.answer.callback(outcomes)
+
+    def _latency_passed(self, request):
+        request.timer = None
+        self._send(request)
+
+    def _send(self, request):
+        """Stop filling C{request} and send it."""
+        if self._batches.get(request.topic) is request:
+            del self._batches[request.topic]
+        if request.timer is not None:
+            request.timer.cancel()
+            request.timer = None
+        self._sending.add(request)
+        self._attempt(request)
+
+    def _attempt(self, request):
+        """Start one call of C{request}, with the time left as its deadline."""
+        request.timer = None
+        left = request.deadline - self._reactor.seconds()
+        if left <= 0:
+            self._finish(request, api_exceptions.DeadlineExceeded(
+                "the publish timeout passed before the request could be sent"
+            ))
+            return
+        if self._publish_rpc is None:
+            self._finish(request, api_exceptions.Cancelled("Jack is shutting down"))
+            return
+        try:
+            future = self._publish_rpc.future(
+                request.message, timeout=left, metadata=self._metadata[request.topic]
+            )
+        except Exception as error:  # a closed channel, a bug
+            self._finish(request, error)
+            return
+        future.add_done_callback(partial(self._completed, request))
+
+    def _completed(self, request, future):
+        """
+        A call finished: runs on a gRPC thread (or here, if it was done
+        already).  Completions queue up and hop to the reactor thread
+        together: one wake-up for every call that finished meanwhile.
         """
         with self._completions_lock:
-            self._completions.append((done, future))
+            self._completions.append((request, future))
             if self._hop_pending:
                 return
             self._hop_pending = True
@@ -470,22 +662,67 @@ class PubSubBackend(Service):
         with self._completions_lock:
             completions, self._completions = self._completions, []
             self._hop_pending = False
-        for done, future in completions:
-            done.callback(future)
+        for request, future in completions:
+            self._answered(request, future)
 
-    def _finished(self, future, size, job):
-        self._outstanding -= 1
-        self._outstanding_bytes -= size
-        error = future.exception()
+    def _answered(self, request, future):
+        """Pub/Sub answered one call of C{request}: finish it, or retry."""
+        try:
+            error = future.exception()
+            if error is None:
+                ids = len(future.result().message_ids)
+                if ids != len(request.jobs):
+                    error = RuntimeError(
+                        f"Pub/Sub returned {ids} message ids for {len(request.jobs)} messages"
+                    )
+        except Exception as raised:  # cancelled locally
+            error = raised
+        if isinstance(error, self._rpc_error):
+            error = api_exceptions.from_grpc_error(error)
+        if isinstance(error, _RETRYABLE) and self._publish_rpc is not None:
+            wait = random.uniform(0.0, min(request.backoff, RETRY_MAXIMUM))
+            if self._reactor.seconds() + wait < request.deadline:
+                request.backoff *= RETRY_MULTIPLIER
+                request.timer = self._reactor.callLater(wait, self._attempt, request)
+                return
+        self._finish(request, error)
+
+    def _finish(self, request, error):
+        """
+        C{request} is done: confirmed (C{error} is C{None}) or failed for
+        good; each of its jobs gets the outcome.
+        """
+        self._sending.discard(request)
         if error is None:
             self._failed_at = None
-            return None
-        outcome = self._error_for(error, job)
-        if isinstance(outcome, Unavailable):
-            self._failed_at = self._reactor.seconds()
-        return outcome
+            for call, index, _, size in request.jobs:
+                self._outstanding -= 1
+                self._outstanding_bytes -= size
+                call.settle(index, None)
+        else:
+            if not isinstance(error, (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)):
+                self._log.error(
+                    "Unexpected error publishing {count} job(s) to Pub/Sub "
+                    "(the first {job_id}): {error!r}",
+                    count=len(request.jobs),
+                    job_id=request.jobs[0][2].job_id,
+                    error=error,
+                )
+            for call, index, _, size in request.jobs:
+                self._outstanding -= 1
+                self._outstanding_bytes -= size
+                outcome = self._error_for(error)
+                if isinstance(outcome, Unavailable):
+                    self._failed_at = self._reactor.seconds()
+                call.settle(index, outcome)
+        if not self._sending and self._drained:
+            drained, self._drained = self._drained, []
+            for d in drained:
+                if not d.called:
+                    d.callback(None)
 
-    def _error_for(self, error, job):
+    def _error_for(self, error):
+        """The ``JackError`` of each job of a request that failed with C{error}."""
         if isinstance(error, api_exceptions.InvalidArgument):
             return InvalidArgument("job", f"refused by Pub/Sub: {_first_line(error)}")
         if isinstance(error, (api_exceptions.NotFound, api_exceptions.PermissionDenied)):
@@ -496,11 +733,6 @@ class PubSubBackend(Service):
         if isinstance(error, (api_exceptions.GoogleAPICallError, api_exceptions.RetryError)):
             reason = _first_line(error)
         else:
-            self._log.error(
-                "Unexpected error publishing {job_id} to Pub/Sub: {error!r}",
-                job_id=job.job_id,
-                error=error,
-            )
             reason = type(error).__name__
         return Unavailable(
             f"Pub/Sub did not confirm the job ({reason}); it may still be "
@@ -536,16 +768,6 @@ class PubSubBackend(Service):
 _PUBLISHES_FAIL = (
     "publishes fail and none has succeeded since (topics answer, publishes do not)"
 )
-
-
-def _passing(f, *args):
-    """A callback that calls C{f(*args)} and passes its result on."""
-
-    def callback(result):
-        f(*args)
-        return result
-
-    return callback
 
 
 def _first_line(error) -> str:

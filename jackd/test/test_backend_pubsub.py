@@ -16,7 +16,9 @@ from jack.job_pb2 import Job, Queue
 from jackd.backends.pubsub import (
     DEFAULT_TOPICS,
     MAX_PUBLISH_REQUEST_BYTES,
+    MAX_PUBLISH_REQUEST_MESSAGES,
     PubSubBackend,
+    _json_time,
     attributes_of,
     check_message,
     request_size,
@@ -396,6 +398,227 @@ class HungPublishTests(unittest.TestCase):
         )
 
 
+class _CountingReactor:
+    """The reactor, counting the calls of C{callFromThread}."""
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self.hops = 0
+
+    def callFromThread(self, f, *args, **kwargs):
+        self.hops += 1
+        return self._reactor.callFromThread(f, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._reactor, name)
+
+
+class BatchingTests(unittest.TestCase):
+    """
+    How jobs become ``PublishRequest``s: seen from a fake Pub/Sub that
+    records each request it receives.
+    """
+
+    def setUp(self):
+        self.fake = FakePubSub()
+        self.fake.start()
+        self.addCleanup(self.fake.stop)
+        _point_client_at_fake(self, self.fake)
+        self.reactor = _CountingReactor(reactor)
+
+    @inlineCallbacks
+    def started(self, **kwargs):
+        backend = PubSubBackend("proj", self.reactor, **kwargs)
+        yield backend.startService()
+        self.addCleanup(lambda: backend.running and backend.stopService())
+        return backend
+
+    def requests(self, backend, queue):
+        """The message count of each request received for C{queue}."""
+        topic = backend.topics[queue]
+        return [count for path, count, _ in self.fake.requests if path == topic]
+
+    @inlineCallbacks
+    def test_bulk_one_request_per_topic(self):
+        """
+        The jobs of one C{publish} call go out without waiting for the batch
+        latency, in one request per topic, their messages in job order; the
+        whole request's answer reaches the reactor in one hop.
+        """
+        backend = yield self.started(batch_latency=2.0)
+        jobs = [
+            make_job(n, queue=Queue.QUEUE_HIGH if n % 3 else Queue.QUEUE_LOW)
+            for n in range(100)
+        ]
+        started = reactor.seconds()
+        self.reactor.hops = 0
+        outcomes = yield backend.publish(jobs)
+        self.assertEqual(outcomes, [None] * 100)
+        self.assertLess(reactor.seconds() - started, 1.0)
+        self.assertEqual(self.requests(backend, Queue.QUEUE_HIGH), [66])
+        self.assertEqual(self.requests(backend, Queue.QUEUE_LOW), [34])
+        self.assertLessEqual(self.reactor.hops, 2)
+        for queue in (Queue.QUEUE_HIGH, Queue.QUEUE_LOW):
+            self.assertEqual(
+                [(m.data, dict(m.attributes)) for topic, m in self.fake.published
+                 if topic == backend.topics[queue]],
+                [(job.SerializeToString(), attributes_of(job))
+                 for job in jobs if job.queue == queue],
+            )
+
+    @inlineCallbacks
+    def test_calls_of_one_turn_share_request(self):
+        """
+        The jobs of the calls of several jobs made in one reactor turn (the
+        bulks the gRPC edge hands over together) share one request per
+        topic, and go without waiting for the batch latency.
+        """
+        backend = yield self.started(batch_latency=2.0)
+        started = reactor.seconds()
+        calls = [
+            backend.publish([make_job(10 * c + n) for n in range(5)]) for c in range(3)
+        ]
+        for d in calls:
+            self.assertEqual((yield d), [None] * 5)
+        self.assertLess(reactor.seconds() - started, 1.0)
+        self.assertEqual(self.requests(backend, Queue.QUEUE_MEDIUM), [15])
+        self.assertEqual(
+            [Job.FromString(m.data).job_id for _, m in self.fake.published],
+            [make_job(10 * c + n).job_id for c in range(3) for n in range(5)],
+        )
+
+    @inlineCallbacks
+    def test_split_at_1000_messages(self):
+        """
+        More than 1000 jobs for one topic are split into requests of at
+        most 1000 messages, Pub/Sub's limit; each job answers for itself.
+        """
+        backend = yield self.started()
+        outcomes = yield backend.publish([make_job(n) for n in range(2500)])
+        self.assertEqual(outcomes, [None] * 2500)
+        self.assertEqual(MAX_PUBLISH_REQUEST_MESSAGES, 1000)
+        self.assertEqual(self.requests(backend, Queue.QUEUE_MEDIUM), [1000, 1000, 500])
+        self.assertEqual(len(self.fake.published), 2500)
+
+    @inlineCallbacks
+    def test_split_at_request_bytes(self):
+        """
+        Jobs whose messages together would make a request over 10,000,000
+        bytes are split into requests within it: two jobs that make exactly
+        10,000,000 bytes share one request; one byte more, and they do not.
+        """
+        backend = yield self.started(max_outstanding_bytes=100_000_000)
+        topic = backend.topics[Queue.QUEUE_MEDIUM]
+        overhead = request_size(topic, 0, {})  # a request with an empty message
+
+        def message_bytes(job):
+            """What C{job}'s message adds to a request."""
+            return request_size(topic, job.ByteSize(), attributes_of(job)) - overhead + 2
+
+        first = make_job(1)
+        first.payload = b"x" * 4_000_000
+        second = make_job(2)
+        second.payload = b""
+        left = MAX_PUBLISH_REQUEST_BYTES - (overhead - 2) - message_bytes(first)
+        for _ in range(5):
+            missing = left - message_bytes(second)
+            second.payload = b"y" * (len(second.payload) + missing)
+        self.assertEqual(message_bytes(second), left, "no payload fits exactly")
+
+        self.assertEqual((yield backend.publish([first, second])), [None, None])
+        [(_, count, size)] = self.fake.requests
+        self.assertEqual((count, size), (2, MAX_PUBLISH_REQUEST_BYTES))
+
+        second.payload += b"y"
+        self.assertEqual((yield backend.publish([first, second])), [None, None])
+        self.assertEqual([count for _, count, _ in self.fake.requests[1:]], [1, 1])
+        self.assertTrue(all(size <= MAX_PUBLISH_REQUEST_BYTES
+                            for _, _, size in self.fake.requests))
+
+    @inlineCallbacks
+    def test_unary_calls_share_request(self):
+        """
+        Single-job calls within the batch latency share one request per
+        topic; each is answered after the latency, with its own outcome.
+        """
+        backend = yield self.started(batch_latency=0.3)
+        started = reactor.seconds()
+        calls = [
+            backend.publish([make_job(1, queue=Queue.QUEUE_HIGH)]),
+            backend.publish([make_job(2, queue=Queue.QUEUE_HIGH)]),
+            backend.publish([make_job(3, queue=Queue.QUEUE_LOW)]),
+            backend.publish([make_job(4, queue=Queue.QUEUE_HIGH)]),
+        ]
+        for d in calls:
+            self.assertEqual((yield d), [None])
+        self.assertGreaterEqual(reactor.seconds() - started, 0.29)
+        self.assertEqual(self.requests(backend, Queue.QUEUE_HIGH), [3])
+        self.assertEqual(self.requests(backend, Queue.QUEUE_LOW), [1])
+
+    @inlineCallbacks
+    def test_failed_request_fails_its_jobs_only(self):
+        """
+        A request Pub/Sub refuses fails exactly its jobs, each with the
+        error's mapping (PERMISSION_DENIED: ``Unavailable``, not stored;
+        INVALID_ARGUMENT: ``InvalidArgument``); the jobs of the call's other
+        requests are confirmed, and health turns false.
+        """
+        import grpc
+
+        backend = yield self.started()
+        high, low = backend.topics[Queue.QUEUE_HIGH], backend.topics[Queue.QUEUE_LOW]
+        self.fake.refuse[high] = (grpc.StatusCode.PERMISSION_DENIED, "no (fake)")
+        jobs = [make_job(n, queue=Queue.QUEUE_HIGH if n % 2 else Queue.QUEUE_LOW)
+                for n in range(6)]
+        outcomes = yield backend.publish(jobs)
+        for job, outcome in zip(jobs, outcomes):
+            if job.queue == Queue.QUEUE_HIGH:
+                self.assertIsInstance(outcome, Unavailable)
+                self.assertIn("Pub/Sub refused the job", str(outcome))
+                self.assertIn("no (fake)", str(outcome))
+            else:
+                self.assertIsNone(outcome)
+        self.assertEqual({topic for topic, _ in self.fake.published}, {low})
+        self.assertIs((yield backend.check()), False)
+
+        self.fake.refuse[high] = (grpc.StatusCode.INVALID_ARGUMENT, "bad (fake)")
+        outcomes = yield backend.publish(jobs[:2])
+        self.assertIsNone(outcomes[0])
+        self.assertIsInstance(outcomes[1], InvalidArgument)
+        self.assertEqual(outcomes[1].field, "job")
+
+    @inlineCallbacks
+    def test_retryable_error_retried(self):
+        """
+        A request answered with a retryable error (UNAVAILABLE) is sent
+        again, and its jobs are confirmed once Pub/Sub takes it.
+        """
+        backend = yield self.started()
+        self.fake.flaky[backend.topics[Queue.QUEUE_HIGH]] = 2
+        outcomes = yield backend.publish([make_job(1, queue=Queue.QUEUE_HIGH)])
+        self.assertEqual(outcomes, [None])
+        self.assertEqual(self.requests(backend, Queue.QUEUE_HIGH), [1, 1, 1])
+        self.assertEqual(len(self.fake.published), 1)
+
+    @inlineCallbacks
+    def test_stop_sends_what_is_batched(self):
+        """
+        Stopping sends the requests still waiting for their batch latency
+        at once and waits for their outcome before it finishes.
+        """
+        backend = yield self.started(batch_latency=3.0, publish_timeout=10.0)
+        calls = [backend.publish([make_job(n, queue=queue)])
+                 for n, queue in enumerate(QUEUES)]
+        started = reactor.seconds()
+        yield backend.stopService()
+        self.assertLess(reactor.seconds() - started, 2.0)
+        self.assertEqual([d.called for d in calls], [True] * 4)
+        for d in calls:
+            self.assertEqual((yield d), [None])
+        self.assertEqual(len(self.fake.published), 4)
+        self.assertEqual(len(self.fake.requests), 4)
+
+
 class PublishOnlyAccountTests(unittest.TestCase):
     """
     An account that may publish but not read topic metadata (real Pub/Sub
@@ -481,3 +704,27 @@ class CheckMessageTests(unittest.SynchronousTestCase):
                 message = PubsubMessage.pb()(data=b"x" * data_size, attributes=attributes)
                 expected = PublishRequest.pb()(topic=self.TOPIC, messages=[message]).ByteSize()
                 self.assertEqual(request_size(self.TOPIC, data_size, attributes), expected)
+                self.assertEqual(check_message(self.TOPIC, data_size, attributes), expected)
+
+
+class JsonTimeTests(unittest.SynchronousTestCase):
+    """
+    The time attributes are formatted as protobuf's C{ToJsonString} does,
+    character for character.
+    """
+
+    def test_as_protobuf(self):
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        seconds = (0, 1, 59, 86399, 86400, 1_700_000_000, -1, -86401,
+                   253402300799, -62135596800)
+        nanos = (0, 1, 999, 1000, 123000, 1_000_000, 20_000_000, 999_999_999)
+        for s in seconds:
+            for n in nanos:
+                for _ in range(2):  # the second time, from the cached second
+                    timestamp = Timestamp(seconds=s, nanos=n)
+                    self.assertEqual(_json_time(timestamp), timestamp.ToJsonString())
+        for s, n in ((253402300800, 0), (1, -1), (1, 1_000_000_000)):
+            timestamp = Timestamp(seconds=s, nanos=n)
+            self.assertRaises(ValueError, timestamp.ToJsonString)
+            self.assertRaises(ValueError, _json_time, timestamp)

@@ -9,6 +9,7 @@ talks to it unchanged (``PUBSUB_EMULATOR_HOST``)::
     fake.start()
     ... PUBSUB_EMULATOR_HOST=fake.host ...
     fake.published     # [(topic, PubsubMessage)]
+    fake.requests      # [(topic, messages, bytes)], one per Publish call
     fake.stop()
 """
 
@@ -34,13 +35,27 @@ class FakePubSub:
     @ivar hang: topic paths whose ``Publish`` calls hang until the client
         gives up (or the server stops); the others are accepted at once.
         Change it while running.
+    @ivar refuse: topic path -> C{(grpc.StatusCode, details)}: ``Publish``
+        calls to that topic fail with that status.
+    @ivar flaky: topic path -> how many more ``Publish`` calls to it fail
+        with UNAVAILABLE before one is accepted.
+    @ivar published: C{(topic, PubsubMessage)} per message accepted.
+    @ivar requests: C{(topic, message count, encoded bytes)} per ``Publish``
+        call received, accepted or not.
     """
+
+    # Above Pub/Sub's 10,000,000-byte request limit, so that the client's
+    # splitting, not this server, is what a test sees.
+    MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
     def __init__(self, readable=True):
         self.readable = readable
         self.hang = set()
+        self.refuse = {}
+        self.flaky = {}
         self._released = threading.Event()
         self.published = []
+        self.requests = []
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._server = None
@@ -55,6 +70,17 @@ class FakePubSub:
         return Topic.pb()(name=request.topic)
 
     def _publish(self, request, context):
+        with self._lock:
+            self.requests.append(
+                (request.topic, len(request.messages), request.ByteSize())
+            )
+            flaky = self.flaky.get(request.topic, 0)
+            if flaky:
+                self.flaky[request.topic] = flaky - 1
+        if flaky:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "try again (fake)")
+        if request.topic in self.refuse:
+            context.abort(*self.refuse[request.topic])
         if request.topic in self.hang:
             # Until the caller's deadline passes, or the server stops.
             while context.is_active() and not self._released.wait(0.05):
@@ -84,7 +110,10 @@ class FakePubSub:
             },
         )
         self._released.clear()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=16),
+            options=[("grpc.max_receive_message_length", self.MAX_REQUEST_BYTES)],
+        )
         self._server.add_generic_rpc_handlers((handler,))
         port = self._server.add_insecure_port("127.0.0.1:0")
         self._server.start()
