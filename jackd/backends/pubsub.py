@@ -520,6 +520,10 @@ class PubSubBackend(Service):
     def publish(self, jobs):
         outcomes = [None] * len(jobs)
         call = _Call(outcomes)
+        # Jobs published alone wait for company up to the batch latency;
+        # the jobs of a call of several are a batch already: they go once
+        # this reactor turn ends, with those of the other calls of the turn.
+        latency = self._batch_latency if len(jobs) == 1 else 0
         touched = {}  # topic -> the request being filled when last added to
         for index, job in enumerate(jobs):
             topic = self._topics[job.queue]
@@ -536,7 +540,14 @@ class PubSubBackend(Service):
                 continue
             size -= self._topic_sizes[topic]  # the message's share of a request
             request = self._batches.get(topic)
-            if request is not None and request.size + size > MAX_PUBLISH_REQUEST_BYTES:
+            if request is not None and (
+                request.size + size > MAX_PUBLISH_REQUEST_BYTES
+                # A call of several does not join a request still waiting
+                # for single jobs' company: it would inherit their earlier
+                # deadline (and stop retrying before its own timeout).  That
+                # request goes now; it would have gone this turn anyway.
+                or (not latency and not request.soon and touched.get(topic) is not request)
+            ):
                 self._send(request)
                 request = None
             if request is None:
@@ -557,10 +568,6 @@ class PubSubBackend(Service):
                 self._send(request)
             else:
                 touched[topic] = request
-        # Jobs published alone wait for company up to the batch latency;
-        # the jobs of a call of several are a batch already: they go once
-        # this reactor turn ends, with those of the other calls of the turn.
-        latency = self._batch_latency if len(jobs) == 1 else 0
         for request in touched.values():
             if self._batches.get(request.topic) is not request:
                 continue  # sent already

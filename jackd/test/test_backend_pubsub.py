@@ -601,6 +601,24 @@ class BatchingTests(unittest.TestCase):
         self.assertEqual(len(self.fake.published), 1)
 
     @inlineCallbacks
+    def test_bulk_keeps_its_own_timeout(self):
+        """
+        A bulk arriving while a single job's request waits for company does
+        not join that request: it would inherit the single job's earlier
+        deadline and stop retrying before its own publish timeout.
+        """
+        backend = yield self.started(batch_latency=0.5, publish_timeout=1.0)
+        self.fake.hang.add(backend.topics[Queue.QUEUE_MEDIUM])
+        single = backend.publish([make_job(1)])
+        yield deferLater(reactor, 0.45, lambda: None)
+        started = reactor.seconds()
+        outcomes = yield backend.publish([make_job(2), make_job(3)])
+        took = reactor.seconds() - started
+        self.assertIsInstance((yield single)[0], Unavailable)
+        self.assertEqual([type(outcome) for outcome in outcomes], [Unavailable] * 2)
+        self.assertGreater(took, 0.9)
+
+    @inlineCallbacks
     def test_stop_sends_what_is_batched(self):
         """
         Stopping sends the requests still waiting for their batch latency
