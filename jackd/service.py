@@ -1,7 +1,5 @@
 """The root service: Jack's children, started in order and stopped in reverse."""
 
-import gc
-
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import inlineCallbacks, maybeDeferred
 from twisted.logger import Logger
@@ -69,11 +67,6 @@ class JackService(MultiService):
                     )
                     self._start_failed(error)
                 return False
-        # Everything made while starting (modules, the service tree, the
-        # clients' state) lives as long as Jack: take it out of the garbage
-        # collector's full passes, which would otherwise walk all of it, with
-        # every thread stopped, a few times a minute under load.
-        gc.freeze()
         return True
 
     def _start_failed(self, error):

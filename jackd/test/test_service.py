@@ -3,8 +3,6 @@ L{jackd.service.JackService}: children start one after another, each
 waiting for the one before; a child that cannot start stops the start.
 """
 
-import gc
-
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase
@@ -57,21 +55,6 @@ class StartTests(SynchronousTestCase):
             ["start storage", "start backend", "start scheduler", "start grpc", "start health"],
         )
         self.assertIs(self.successResultOf(root.ready), True)
-
-    def test_freezes_what_start_made(self):
-        """
-        Once every child started, what exists is frozen out of the garbage
-        collector's full passes (they would walk all of it, every thread
-        stopped); not before the last child started.
-        """
-        gc.unfreeze()
-        self.addCleanup(gc.unfreeze)
-        loading = Deferred()
-        root, events = tree({"health": loading})
-        root.startService()
-        self.assertEqual(gc.get_freeze_count(), 0)
-        loading.callback(None)
-        self.assertGreater(gc.get_freeze_count(), 0)
 
     def test_config_error_stops_start(self):
         """
