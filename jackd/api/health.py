@@ -5,8 +5,11 @@ jobs (the queue backend), ``jack.AdminService`` reports the config storage.
 From the first moment of shutdown everything reports NOT_SERVING.
 """
 
+import threading
 from concurrent import futures
+from functools import partial
 
+import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -16,98 +19,102 @@ from twisted.logger import Logger
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
 
 JOBS_SERVICE = "jack.BackgroundJobs"
 ADMIN_SERVICE = "jack.AdminService"
 
 
-class _HealthServicer(health.HealthServicer):
+class _HealthServicer(health_pb2_grpc.HealthServicer):
     """
-    The standard servicer (its ``Watch`` streams hold no thread while they
-    wait), except that:
+    ``grpc.health.v1.Health`` for grpcio's threaded server, answering as the
+    standard servicer (``grpc_health.v1.health``) does, with two differences:
 
-    - it never holds its lock while gRPC sends: grpcio's send waits for the
+    - it never holds its lock while gRPC sends.  grpcio's send waits for the
       server's ``_serve`` thread, which runs a closing stream's callback,
-      which takes that lock (the upstream servicer deadlocks the whole
-      server when a watcher leaves during a status change).  Sends are
-      queued, under the lock so each watcher gets its statuses in order, and
-      made by one thread of their own;
+      which takes the servicer's lock: the standard servicer deadlocks the
+      whole server when a watcher leaves during a status change.  Here sends
+      are queued under the lock (so each watcher gets its statuses in order)
+      and made by one thread of their own;
     - L{close} ends every ``Watch`` stream (and any that starts later): a
       watcher (a load balancer, a client's health checking) would otherwise
       hold shutdown for the whole grace period.
+
+    ``Watch`` streams hold no thread while they wait: grpcio's non-blocking
+    streaming hands the method a callback to send each response with.
     """
 
     def __init__(self):
-        super().__init__()
+        self._lock = threading.Lock()
+        self._statuses = {}
+        self._watchers = {}  # service -> the send callbacks of its streams
+        self._shutting_down = False  # statuses no longer change
+        self._closed = False  # streams end at once
         self._sends = futures.ThreadPoolExecutor(1, thread_name_prefix="health-send")
-        self._closed = False
 
-    def _queue(self, send, response):
-        # Under self._lock.  Sends to a stream that ended return at once.
-        self._sends.submit(send, response)
-
-    def Watch(self, request, context, send_response_callback=None):
-        if send_response_callback is None:  # not grpcio's threaded server
-            return super().Watch(request, context, send_response_callback)
-        service = request.service
+    def Check(self, request, context):
         with self._lock:
-            status = self._server_status.get(
-                service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+            status = self._statuses.get(request.service)
+        if status is None:
+            context.set_code(grpc.StatusCode.NOT_FOUND)
+            return health_pb2.HealthCheckResponse()
+        return health_pb2.HealthCheckResponse(status=status)
+
+    def Watch(self, request, context, send_response_callback):
+        service, send = request.service, send_response_callback
+        with self._lock:
+            response = health_pb2.HealthCheckResponse(
+                status=self._statuses.get(service, SERVICE_UNKNOWN)
             )
-            response = health_pb2.HealthCheckResponse(status=status)
             if not self._closed:
-                self._send_response_callbacks.setdefault(service, set()).add(
-                    send_response_callback
-                )
-                self._queue(send_response_callback, response)
+                self._watchers.setdefault(service, set()).add(send)
+                self._sends.submit(send, response)
                 closed = False
             else:
                 closed = True
         if closed:  # nothing else will be sent: end it here, lock not held
-            send_response_callback(response)
-            send_response_callback(None)
-            return None
-        if not context.add_callback(self._forget(send_response_callback, service)):
-            self._forget(send_response_callback, service)()
-        return None
+            send(response)
+            send(None)
+            return
+        forget = partial(self._forget, service, send)
+        if not context.add_callback(forget):
+            forget()
 
-    def _forget(self, send_response_callback, service):
-        # Run by gRPC's _serve thread when the stream ends: the lock is only
+    Watch.experimental_non_blocking = True
+
+    def _forget(self, service, send):
+        # Run by gRPC's _serve thread when a stream ends: the lock is only
         # ever held for moments, never across a send.
-        def forget():
-            with self._lock:
-                self._send_response_callbacks.get(service, set()).discard(
-                    send_response_callback
-                )
-
-        return forget
+        with self._lock:
+            self._watchers.get(service, set()).discard(send)
 
     def set(self, service, status):
         with self._lock:
-            if self._gracefully_shutting_down:
-                return
-            self._set(service, status)
+            if not self._shutting_down:
+                self._set(service, status)
 
     def _set(self, service, status):
-        self._server_status[service] = status
-        for send in self._send_response_callbacks.get(service, ()):
-            self._queue(send, health_pb2.HealthCheckResponse(status=status))
+        # Under self._lock.  A send to a stream that ended returns at once.
+        self._statuses[service] = status
+        for send in self._watchers.get(service, ()):
+            self._sends.submit(send, health_pb2.HealthCheckResponse(status=status))
 
     def enter_graceful_shutdown(self):
+        """Every service NOT_SERVING, for good."""
         with self._lock:
-            if self._gracefully_shutting_down:
+            if self._shutting_down:
                 return
-            for service in self._server_status:
+            for service in self._statuses:
                 self._set(service, NOT_SERVING)
-            self._gracefully_shutting_down = True
+            self._shutting_down = True
 
     def close(self):
         with self._lock:
             self._closed = True
-            for sends in self._send_response_callbacks.values():
+            for sends in self._watchers.values():
                 for send in sends:
-                    self._queue(send, None)  # ends the stream with OK
-            self._send_response_callbacks.clear()
+                    self._sends.submit(send, None)  # ends the stream with OK
+            self._watchers.clear()
         # The sending thread ends once the queue is empty; at interpreter
         # exit it is joined, after gRPC ended every stream.
         self._sends.shutdown(wait=False)

@@ -257,6 +257,25 @@ class HealthAndReflectionTests(ApiTestCase):
         self.assertEqual(code, grpc.StatusCode.NOT_FOUND)
 
     @asyncio_test
+    async def test_watch(self):
+        """
+        Watch answers the current status at once, then each change; a
+        service nobody registered is SERVICE_UNKNOWN (the protocol's answer).
+        """
+        unknown = self.health.Watch(health_pb2.HealthCheckRequest(service="jack.Nope"))
+        self.assertEqual(
+            (await unknown.read()).status, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+        )
+        unknown.cancel()
+        watch = self.health.Watch(health_pb2.HealthCheckRequest(service=""))
+        self.assertEqual((await watch.read()).status, SERVING)
+        health_service = self.root.getServiceNamed("health")
+        self.backend.healthy = False
+        await health_service.check_now().asFuture(asyncio.get_running_loop())
+        self.assertEqual((await watch.read()).status, NOT_SERVING)
+        watch.cancel()
+
+    @asyncio_test
     async def test_backend_down(self):
         """A backend that fails its check makes "" and BackgroundJobs NOT_SERVING, not Admin."""
         health_service = self.root.getServiceNamed("health")
