@@ -10,7 +10,6 @@ that arrived together, not once per call (see ``bench/results/NOTES.md``
 for why this model and not grpc.aio).
 """
 
-import collections
 import threading
 
 import grpc
@@ -21,6 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from jackd.errors import JackError
+from jackd.threads import ReactorQueue
 
 _log = Logger()
 
@@ -64,9 +64,9 @@ class ReactorHop:
     Runs Deferred-returning functions on the reactor thread for other
     threads, which block until the Deferred fires.
 
-    A caller queues its call and waits on a lock of its own; the reactor is
-    woken once for every call queued while it was not yet draining, so calls
-    that arrive together cost one wake-up (``callFromThread``), not one each.
+    A caller queues its call (a L{ReactorQueue}: calls that arrive together
+    cost one wake-up of the reactor, not one each) and waits on a lock of
+    its own.
 
     @param reactor: the reactor; it must be running for calls to finish.
     @param executor: the gRPC handler threads that wait in L{call} (a
@@ -77,11 +77,9 @@ class ReactorHop:
     """
 
     def __init__(self, reactor, executor=None):
-        self._reactor = reactor
         self.executor = executor
+        self._queued = ReactorQueue(reactor, self._run)
         self._lock = threading.Lock()
-        self._queued = collections.deque()
-        self._waking = False
         self._waiting = set()  # calls not answered yet (for close)
         self._closed = False
 
@@ -97,11 +95,8 @@ class ReactorHop:
         with self._lock:
             if self._closed:
                 raise ShuttingDown()
-            self._queued.append(call)
             self._waiting.add(call)
-            wake, self._waking = not self._waking, True
-        if wake:
-            self._reactor.callFromThread(self._drain)
+        self._queued.put(call)
         call.done.acquire()
         with self._lock:
             self._waiting.discard(call)
@@ -110,12 +105,10 @@ class ReactorHop:
             result.raiseException()
         return result
 
-    def _drain(self):
-        with self._lock:
-            batch, self._queued = self._queued, collections.deque()
-            self._waking = False
-        for call in batch:
-            maybeDeferred(call.function, *call.args).addBoth(call.answer)
+    def _run(self, calls):
+        for call in calls:
+            if not call.answered:  # close() answered it already: never run
+                maybeDeferred(call.function, *call.args).addBoth(call.answer)
 
     def close(self):
         """
@@ -125,7 +118,6 @@ class ReactorHop:
         with self._lock:
             self._closed = True
             waiting, self._waiting = self._waiting, set()
-            self._queued.clear()
         for call in waiting:
             call.answer(Failure(ShuttingDown()))
 

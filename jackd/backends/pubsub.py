@@ -25,7 +25,6 @@ channel) run through ``deferToThread``.
 """
 
 import random
-import threading
 from functools import partial
 
 from google.api_core import exceptions as api_exceptions
@@ -39,6 +38,7 @@ from jack.job_pb2 import Queue
 from jackd.backends.noop import queue_name
 from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavailable
 from jackd.interfaces import IQueueBackend
+from jackd.threads import ReactorQueue
 
 # Pub/Sub's own limits: per publish request (messages, encoded bytes) and
 # per message attribute.
@@ -354,10 +354,8 @@ class PubSubBackend(Service):
         # and Deferreds waiting for there to be none (stopService).
         self._sending = set()
         self._drained = []
-        # Finished calls waiting for their hop to the reactor thread.
-        self._completions_lock = threading.Lock()
-        self._completions = []
-        self._hop_pending = False
+        # Finished calls, on their way from gRPC's thread to the reactor's.
+        self._completions = ReactorQueue(reactor, self._deliver_completions)
         # Topics a publisher-only account may not read (warned once).
         self._unreadable = set()
         # Why the last health check found Pub/Sub unusable (None: usable).
@@ -655,20 +653,12 @@ class PubSubBackend(Service):
     def _completed(self, request, future):
         """
         A call finished: runs on a gRPC thread (or here, if it was done
-        already).  Completions queue up and hop to the reactor thread
-        together: one wake-up for every call that finished meanwhile.
+        already).  Completions hop to the reactor thread together: one
+        wake-up for every call that finished meanwhile.
         """
-        with self._completions_lock:
-            self._completions.append((request, future))
-            if self._hop_pending:
-                return
-            self._hop_pending = True
-        self._reactor.callFromThread(self._deliver_completions)
+        self._completions.put((request, future))
 
-    def _deliver_completions(self):
-        with self._completions_lock:
-            completions, self._completions = self._completions, []
-            self._hop_pending = False
+    def _deliver_completions(self, completions):
         for request, future in completions:
             self._answered(request, future)
 

@@ -124,3 +124,20 @@ class ReactorHopTests(TestCase):
         pending.callback("too late")
         [(kind, error)] = yield in_threads(1, lambda i: self.hop.call(succeed, i))
         self.assertEqual((kind, type(error)), ("error", ShuttingDown))
+
+    @inlineCallbacks
+    def test_close_drops_queued_calls(self):
+        """
+        A call still queued for the reactor when close() runs is answered
+        ShuttingDown and never runs (its caller was told to retry).
+        """
+        ran = []
+        results = in_threads(1, lambda i: self.hop.call(ran.append, i))
+        deadline = time.monotonic() + 10
+        while len(self.hop._queued) < 1 and time.monotonic() < deadline:
+            time.sleep(0.001)  # holds the reactor thread on purpose
+        self.hop.close()
+        [(kind, error)] = yield results
+        self.assertEqual((kind, type(error)), ("error", ShuttingDown))
+        yield deferToThread(time.sleep, 0.05)
+        self.assertEqual(ran, [])
