@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
+from functools import partial
 
 
 SERVICE = "jack.BackgroundJobs"
@@ -126,52 +127,46 @@ def serve_threaded(port, threads):
     _serve_threaded(port, threads, echo)
 
 
-def serve_threaded_hop(port, threads):
+def _serve_threaded_with_reactor(port, threads, hop):
+    """
+    The threaded server whose handler gets the fixed answer from the
+    reactor thread through C{hop(reactor)(succeed, answer)}, with Twisted's asyncio reactor
+    running in a thread of its own.
+    """
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install()
     from twisted.internet import reactor
     from twisted.internet.defer import succeed
-    from twisted.internet.threads import blockingCallFromThread
 
     answer = reply()
     thread = threading.Thread(
         target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
     )
     thread.start()
+    call = hop(reactor)
 
     def echo(request, context):
-        return blockingCallFromThread(reactor, succeed, answer)
+        return call(succeed, answer)
 
     try:
         _serve_threaded(port, threads, echo)
     finally:
         reactor.callFromThread(reactor.stop)
+
+
+def serve_threaded_hop(port, threads):
+    from twisted.internet.threads import blockingCallFromThread
+
+    _serve_threaded_with_reactor(
+        port, threads, lambda reactor: partial(blockingCallFromThread, reactor)
+    )
 
 
 def serve_threaded_batch_hop(port, threads):
-    from twisted.internet import asyncioreactor
-
-    asyncioreactor.install()
-    from twisted.internet import reactor
-    from twisted.internet.defer import succeed
-
     from jackd.api.edge import ReactorHop
 
-    answer = reply()
-    thread = threading.Thread(
-        target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True
-    )
-    thread.start()
-    hop = ReactorHop(reactor)
-
-    def echo(request, context):
-        return hop.call(succeed, answer)
-
-    try:
-        _serve_threaded(port, threads, echo)
-    finally:
-        reactor.callFromThread(reactor.stop)
+    _serve_threaded_with_reactor(port, threads, lambda reactor: ReactorHop(reactor).call)
 
 
 MODELS = {
