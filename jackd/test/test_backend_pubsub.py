@@ -3,7 +3,6 @@ Tests for L{jackd.backends.pubsub} against Google's Pub/Sub emulator,
 through the official client library (started once per test run).
 """
 
-import os
 import threading
 
 from twisted.internet import reactor
@@ -27,20 +26,12 @@ from jackd.errors import ConfigError, InvalidArgument, ResourceExhausted, Unavai
 from jackd.test.backend_mixin import QUEUES, QueueBackendTestsMixin, make_job
 from jackd.testing.pubsub import PubSubEmulator, shared_emulator, unique
 from jackd.testing.pubsub_fake import FakePubSub
+from jackd.testing.services import set_environ
 
 
-def _point_client_at(testCase, emulator):
-    """Set PUBSUB_EMULATOR_HOST (read when a client is made) for this test."""
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-
-    def restore():
-        if previous is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
-
-    testCase.addCleanup(restore)
+def _point_client_at(testCase, server):
+    """Point Pub/Sub clients made during this test at C{server} (its C{host})."""
+    set_environ(testCase, "PUBSUB_EMULATOR_HOST", server.host)
 
 
 def _topics(prefix):
@@ -257,13 +248,7 @@ class UnreachableTests(unittest.TestCase):
         from jackd.testing.daemon import free_port
 
         self.host = f"127.0.0.1:{free_port()}"  # nothing listens there
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = self.host
-        self.addCleanup(
-            lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
-            if previous
-            else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        )
+        set_environ(self, "PUBSUB_EMULATOR_HOST", self.host)
 
     @inlineCallbacks
     def test_start_fails_clearly(self):
@@ -327,16 +312,6 @@ class OutageTests(unittest.TestCase):
         )
 
 
-def _point_client_at_fake(testCase, fake):
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = fake.host
-    testCase.addCleanup(
-        lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
-        if previous
-        else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-    )
-
-
 class HungPublishTests(unittest.TestCase):
     """
     A Pub/Sub whose topics answer but whose publishes hang (a fake that
@@ -348,7 +323,7 @@ class HungPublishTests(unittest.TestCase):
         self.fake = FakePubSub()
         self.fake.start()
         self.addCleanup(self.fake.stop)
-        _point_client_at_fake(self, self.fake)
+        _point_client_at(self, self.fake)
         self.backend = PubSubBackend("proj", reactor, publish_timeout=1.0)
         yield self.backend.startService()
         self.addCleanup(lambda: self.backend.running and self.backend.stopService())
@@ -423,7 +398,7 @@ class BatchingTests(unittest.TestCase):
         self.fake = FakePubSub()
         self.fake.start()
         self.addCleanup(self.fake.stop)
-        _point_client_at_fake(self, self.fake)
+        _point_client_at(self, self.fake)
         self.reactor = _CountingReactor(reactor)
 
     @inlineCallbacks
@@ -656,13 +631,7 @@ class PublishOnlyAccountTests(unittest.TestCase):
         fake = FakePubSub(readable=False)
         fake.start()
         self.addCleanup(fake.stop)
-        previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-        os.environ["PUBSUB_EMULATOR_HOST"] = fake.host
-        self.addCleanup(
-            lambda: os.environ.__setitem__("PUBSUB_EMULATOR_HOST", previous)
-            if previous
-            else os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        )
+        _point_client_at(self, fake)
         observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         backend = PubSubBackend("proj", reactor)
         yield backend.startService()

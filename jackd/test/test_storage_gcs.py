@@ -7,7 +7,6 @@ official google-cloud-storage client.
 import gzip
 import json
 import math
-import os
 import time
 
 from twisted.internet import reactor
@@ -54,6 +53,7 @@ from jackd.test.store_mixin import (
 )
 from jackd.testing.daemon import free_port
 from jackd.testing.gcs import gcs_proxy, own_gcs, shared_gcs
+from jackd.testing.services import set_environ
 
 
 @inlineCallbacks
@@ -1403,16 +1403,7 @@ class StartTests(TestCase):
         """
         gcs = shared_gcs(self)
         bucket = gcs.new_bucket()
-        previous = os.environ.get("STORAGE_EMULATOR_HOST")
-        os.environ["STORAGE_EMULATOR_HOST"] = gcs.url
-
-        def restore():
-            if previous is None:
-                os.environ.pop("STORAGE_EMULATOR_HOST", None)
-            else:
-                os.environ["STORAGE_EMULATOR_HOST"] = previous
-
-        self.addCleanup(restore)
+        restore = set_environ(self, "STORAGE_EMULATOR_HOST", gcs.url)
         store = GCSConfigStore(bucket, "jack")
         self.addCleanup(store.stopService)
         yield store.startService()

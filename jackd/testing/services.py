@@ -14,6 +14,27 @@ import time
 from twisted.trial.unittest import SkipTest
 
 
+def set_environ(testCase, name, value):
+    """
+    Set environment variable C{name} to C{value} (read by a client library
+    when a client is made) until C{testCase} ends.
+
+    @return: a function restoring the variable at once (harmless to call
+        again; the test's cleanup calls it too).
+    """
+    previous = os.environ.get(name)
+    os.environ[name] = value
+
+    def restore():
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+    testCase.addCleanup(restore)
+    return restore
+
+
 def services_required() -> bool:
     return os.environ.get("JACK_REQUIRE_SERVICES", "") not in ("", "0")
 
