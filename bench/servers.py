@@ -14,6 +14,7 @@ import tempfile
 import time
 
 from jackd.testing.daemon import JackProcess, free_port
+from jackd.testing.services import end_process
 
 PYTHON = sys.executable
 # bench/servers.py -> the checkout holding bench/ and jackd/.
@@ -103,13 +104,7 @@ class EchoServer:
     def stop(self):
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process)
         self.process.stdout.close()
         self.process = None
 
@@ -212,12 +207,7 @@ class RedisServer:
     def stop(self):
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process)
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -16,7 +16,6 @@ test.
 
 import os
 import shutil
-import signal as _signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from jackd.testing.services import end_process
 
 # jackd/testing/daemon.py -> the directory that holds jackd/ and twisted/plugins/.
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
@@ -184,13 +185,7 @@ class TwistdProcess:
         """
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(_signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        end_process(self.process, timeout)
         if self._log_text is None:
             self._log_text = self._read_log()
             shutil.rmtree(self.directory, ignore_errors=True)

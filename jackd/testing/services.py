@@ -14,6 +14,35 @@ import time
 from twisted.trial.unittest import SkipTest
 
 
+def end_process(process, timeout=15, group=False):
+    """
+    Send SIGTERM to C{process} (to its whole process group with C{group}:
+    a launcher's children too), wait up to C{timeout} seconds for it to
+    exit, then SIGKILL it.
+
+    @return: its returncode (negative for a signal: -15 after SIGTERM).
+    """
+
+    def send(signum):
+        try:
+            if group:
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    # A group is signalled even when its leader has exited: a child may not have.
+    if group or process.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
 def set_environ(testCase, name, value):
     """
     Set environment variable C{name} to C{value} (read by a client library
@@ -126,15 +155,7 @@ class EmulatorProcess:
         process, self._process = self._process, None
         if process is None:
             return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        end_process(process, group=True)
         # A child may outlive the leader for a moment: wait for the port.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
