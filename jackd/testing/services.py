@@ -4,6 +4,7 @@ reason when it is missing on a developer's machine, and fail instead when
 C{JACK_REQUIRE_SERVICES} is set, as ``.ci/run`` does.
 """
 
+import atexit
 import os
 import signal
 import socket
@@ -94,6 +95,36 @@ class EmulatorProcess:
 
     name = "emulator"
     poll_interval = 0.05
+    # Why a test cannot have one here (what is not installed).
+    missing_reason = "the emulator is not installed"
+
+    @staticmethod
+    def available() -> bool:
+        """Whether it can run on this machine."""
+        return True
+
+    @classmethod
+    def require(cls, testCase):
+        """
+        Skip (or fail, under C{JACK_REQUIRE_SERVICES}) C{testCase} when it
+        cannot run here.
+        """
+        if not cls.available():
+            missing(testCase, cls.missing_reason)
+
+    @classmethod
+    def shared(cls, testCase):
+        """
+        The one of this class shared by every test of this run, started on
+        first use and stopped when the run ends (L{require} first).
+        """
+        cls.require(testCase)
+        if cls.__dict__.get("_shared") is None:  # each class its own
+            server = cls()
+            server.start()
+            atexit.register(server.close)
+            cls._shared = server
+        return cls._shared
 
     def __init__(self, port=None):
         from jackd.testing.daemon import free_port
